@@ -1,0 +1,263 @@
+"""numba decode kernels for PicoQuant 32-bit TTTR records (PTU and the legacy .pt2/.pt3/.ht2/.ht3).
+
+Signature and vectors: see :mod:`etaflow.formats.base`. Record layouts (bit 31 = MSB)::
+
+    PicoHarp T2 : channel 31-28 (4) | timetag 27-0 (28)
+    PicoHarp T3 : channel 31-28 (4) | dtime 27-16 (12) | nsync 15-0 (16)
+    HydraHarp T2: special 31 (1) | channel 30-25 (6) | timetag 24-0 (25)
+    HydraHarp T3: special 31 (1) | channel 30-25 (6) | dtime 24-10 (15) | nsync 9-0 (10)
+
+Channel numbers follow ETA (spec section 1.10) so that recipes port unchanged:
+HH T2 sync -> 0, input k (1-based) -> k; HH T3 input k -> k-1; PicoHarp raw channel; markers ->
+marker offset + bit index. In exact mode every set marker bit is an event; ETA reports only the
+lowest one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._jit import kernel
+from .base import (IP_CHANNEL_OFFSET, IP_DTRES, IP_EMIT, IP_ETA, IP_INTTIME, IP_MARKER_OFFSET,
+                   IP_TIME_SHIFT, IP_TTRES, IP_VARIANT, FP_DTRES, FP_TTRES, MAX_EVENTS_PER_RECORD,
+                   ST_BAD, ST_EVENTS, ST_FIRST_BAD, ST_FIRST_BAD_VALUE, ST_MARKERS, ST_OVERFLOW,
+                   ST_OVERFLOWS, ST_RECORD)
+
+PH_T2_WRAP = 210698240      # PicoHarp T2 overflow period (not 2**28: a hardware quirk)
+PH_T3_WRAP = 65536
+HH1_T2_WRAP = 33552000      # HydraHarp V1 T2
+HH2_T2_WRAP = 33554432      # 2**25, every later T2 device
+HH_T3_WRAP = 1024
+
+
+@kernel
+def _abs_time(ticks, ip, fp):
+    """Time in ps of an absolute (T2) tick count."""
+    if ip[IP_INTTIME]:
+        return ticks * ip[IP_TTRES] + ip[IP_TIME_SHIFT]
+    return np.int64(np.round(ticks * fp[FP_TTRES])) + ip[IP_TIME_SHIFT]
+
+
+@kernel
+def _rel_time(nsync, dtime, ip, fp):
+    """Time in ps of a T3 event: sync time, then microtime, each rounded once."""
+    if ip[IP_INTTIME]:
+        return nsync * ip[IP_TTRES] + dtime * ip[IP_DTRES] + ip[IP_TIME_SHIFT]
+    return (np.int64(np.round(nsync * fp[FP_TTRES])) + np.int64(np.round(dtime * fp[FP_DTRES]))
+            + ip[IP_TIME_SHIFT])
+
+
+@kernel
+def _put(n, t, c, ns, dt, out_t, out_c, out_ns, out_dt):
+    out_t[n] = t
+    out_c[n] = c
+    if out_ns.shape[0] > 0:
+        out_ns[n] = ns
+        out_dt[n] = dt
+
+
+@kernel
+def _markers(n, bits, t, ns, ip, state, out_t, out_c, out_ns, out_dt):
+    """Emit marker events for a bit mask; ETA mode keeps only the lowest bit (count trailing zeros)."""
+    emit = ip[IP_EMIT] != 0
+    for b in range(16):
+        if bits & (1 << b):
+            if emit:
+                _put(n, t, np.uint8((ip[IP_MARKER_OFFSET] + b) & 0xFF), ns, -1,
+                     out_t, out_c, out_ns, out_dt)
+                n += 1
+            state[ST_MARKERS] += 1
+            state[ST_EVENTS] += 1
+            if ip[IP_ETA]:
+                break
+    return n
+
+
+@kernel
+def _bad(state, i, rec):
+    if state[ST_BAD] == 0:
+        state[ST_FIRST_BAD] = state[ST_RECORD] + i
+        state[ST_FIRST_BAD_VALUE] = rec
+    state[ST_BAD] += 1
+
+
+@kernel
+def decode_ph_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
+    recs = buf.view(np.uint32)
+    emit = ip[IP_EMIT] != 0
+    cap = out_t.shape[0] - MAX_EVENTS_PER_RECORD
+    ofl = state[ST_OVERFLOW]
+    n = 0
+    i = start
+    while i < stop and (n <= cap or not emit):
+        rec = np.int64(recs[i])
+        chan = rec >> 28
+        tt = rec & 0x0FFFFFFF
+        if chan == 15:
+            m = tt & 0xF
+            if m == 0:
+                ofl += PH_T2_WRAP
+                state[ST_OVERFLOWS] += 1
+            else:
+                # The low 4 bits carry the marker mask, not time; ETA keeps them in the time.
+                tm = tt if ip[IP_ETA] else tt & ~np.int64(0xF)
+                n = _markers(n, m, _abs_time(ofl + tm, ip, fp), -1, ip, state,
+                             out_t, out_c, out_ns, out_dt)
+        elif chan <= 4:
+            if emit:
+                _put(n, _abs_time(ofl + tt, ip, fp), np.uint8((ip[IP_CHANNEL_OFFSET] + chan) & 0xFF),
+                     -1, -1, out_t, out_c, out_ns, out_dt)
+                n += 1
+            state[ST_EVENTS] += 1
+        else:
+            _bad(state, i - start, rec)
+        i += 1
+    state[ST_OVERFLOW] = ofl
+    state[ST_RECORD] += i - start
+    return i, n
+
+
+@kernel
+def decode_ph_t3(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
+    recs = buf.view(np.uint32)
+    emit = ip[IP_EMIT] != 0
+    cap = out_t.shape[0] - MAX_EVENTS_PER_RECORD
+    ofl = state[ST_OVERFLOW]
+    n = 0
+    i = start
+    while i < stop and (n <= cap or not emit):
+        rec = np.int64(recs[i])
+        chan = rec >> 28
+        dtime = (rec >> 16) & 0xFFF
+        nsync = rec & 0xFFFF
+        if chan == 15:
+            if dtime == 0:
+                ofl += PH_T3_WRAP
+                state[ST_OVERFLOWS] += 1
+            else:
+                bits = dtime if ip[IP_ETA] else dtime & 0xF
+                if bits == 0:
+                    _bad(state, i - start, rec)
+                else:
+                    n = _markers(n, bits, _rel_time(ofl + nsync, 0, ip, fp), ofl + nsync, ip, state,
+                                 out_t, out_c, out_ns, out_dt)
+        elif 1 <= chan <= 4:
+            if emit:
+                _put(n, _rel_time(ofl + nsync, dtime, ip, fp),
+                     np.uint8((ip[IP_CHANNEL_OFFSET] + chan) & 0xFF), ofl + nsync, dtime,
+                     out_t, out_c, out_ns, out_dt)
+                n += 1
+            state[ST_EVENTS] += 1
+        else:
+            _bad(state, i - start, rec)
+        i += 1
+    state[ST_OVERFLOW] = ofl
+    state[ST_RECORD] += i - start
+    return i, n
+
+
+@kernel
+def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
+    recs = buf.view(np.uint32)
+    emit = ip[IP_EMIT] != 0
+    v1 = ip[IP_VARIANT] == 1
+    cap = out_t.shape[0] - MAX_EVENTS_PER_RECORD
+    ofl = state[ST_OVERFLOW]
+    coff = ip[IP_CHANNEL_OFFSET]
+    n = 0
+    i = start
+    if ip[IP_INTTIME] and emit:
+        # Fast path for the common case (integer ps tick): no calls in the loop body.
+        tres = ip[IP_TTRES]
+        shift = ip[IP_TIME_SHIFT]
+        events = np.int64(0)
+        while i < stop and n <= cap:
+            rec = recs[i]
+            if rec >> 31 == 0:
+                out_t[n] = (ofl + (rec & 0x1FFFFFF)) * tres + shift
+                out_c[n] = np.uint8((coff + ((rec >> 25) & 0x3F) + 1) & 0xFF)
+                n += 1
+                events += 1
+            else:
+                chan = (rec >> 25) & 0x3F
+                tt = np.int64(rec & 0x1FFFFFF)
+                if chan == 63:
+                    ofl += HH1_T2_WRAP if v1 else (HH2_T2_WRAP if tt == 0 else HH2_T2_WRAP * tt)
+                    state[ST_OVERFLOWS] += 1
+                elif chan == 0:
+                    out_t[n] = (ofl + tt) * tres + shift
+                    out_c[n] = np.uint8(coff & 0xFF)
+                    n += 1
+                    events += 1
+                elif chan <= 15:
+                    n = _markers(n, chan, (ofl + tt) * tres + shift, -1, ip, state,
+                                 out_t, out_c, out_ns, out_dt)
+                else:
+                    _bad(state, i - start, rec)
+            i += 1
+        state[ST_EVENTS] += events
+    else:
+        while i < stop and (n <= cap or not emit):
+            rec = np.int64(recs[i])
+            chan = (rec >> 25) & 0x3F
+            tt = rec & 0x1FFFFFF
+            if rec >> 31 == 0:
+                if emit:
+                    _put(n, _abs_time(ofl + tt, ip, fp), np.uint8((coff + chan + 1) & 0xFF), -1, -1,
+                         out_t, out_c, out_ns, out_dt)
+                    n += 1
+                state[ST_EVENTS] += 1
+            elif chan == 63:
+                ofl += HH1_T2_WRAP if v1 else (HH2_T2_WRAP if tt == 0 else HH2_T2_WRAP * tt)
+                state[ST_OVERFLOWS] += 1
+            elif chan == 0:
+                if emit:
+                    _put(n, _abs_time(ofl + tt, ip, fp), np.uint8(coff & 0xFF), -1, -1,
+                         out_t, out_c, out_ns, out_dt)
+                    n += 1
+                state[ST_EVENTS] += 1
+            elif chan <= 15:
+                n = _markers(n, chan, _abs_time(ofl + tt, ip, fp), -1, ip, state,
+                             out_t, out_c, out_ns, out_dt)
+            else:
+                _bad(state, i - start, rec)
+            i += 1
+    state[ST_OVERFLOW] = ofl
+    state[ST_RECORD] += i - start
+    return i, n
+
+
+@kernel
+def decode_hh_t3(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
+    recs = buf.view(np.uint32)
+    emit = ip[IP_EMIT] != 0
+    v1 = ip[IP_VARIANT] == 1
+    cap = out_t.shape[0] - MAX_EVENTS_PER_RECORD
+    ofl = state[ST_OVERFLOW]
+    coff = ip[IP_CHANNEL_OFFSET]
+    n = 0
+    i = start
+    while i < stop and (n <= cap or not emit):
+        rec = np.int64(recs[i])
+        chan = (rec >> 25) & 0x3F
+        dtime = (rec >> 10) & 0x7FFF
+        nsync = rec & 0x3FF
+        if rec >> 31 == 0:
+            if emit:
+                _put(n, _rel_time(ofl + nsync, dtime, ip, fp), np.uint8((coff + chan) & 0xFF),
+                     ofl + nsync, dtime, out_t, out_c, out_ns, out_dt)
+                n += 1
+            state[ST_EVENTS] += 1
+        elif chan == 63:
+            ofl += HH_T3_WRAP if (v1 or nsync == 0) else HH_T3_WRAP * nsync
+            state[ST_OVERFLOWS] += 1
+        elif 1 <= chan <= 15:
+            n = _markers(n, chan, _rel_time(ofl + nsync, 0, ip, fp), ofl + nsync, ip, state,
+                         out_t, out_c, out_ns, out_dt)
+        else:
+            # special channel 0 or 16..62 carry nothing in T3 (ETA skips them too)
+            _bad(state, i - start, rec)
+        i += 1
+    state[ST_OVERFLOW] = ofl
+    state[ST_RECORD] += i - start
+    return i, n
