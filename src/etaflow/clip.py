@@ -66,6 +66,7 @@ class Clip:
         self.source = None
         self.state = B.new_state()
         self._end_state = None       # decoder state after the last record of buffer, once known
+        self._owns_buffer = False    # True when clip_file may refill buffer in place
 
     # ETA keeps the overflow sum as a Clip field; here it is part of the decoder state.
     @property
@@ -187,7 +188,7 @@ class Clip:
         c.filename, c.source = self.filename, self.source
         c.state = self.state.copy()
         c._end_state = None if self._end_state is None else self._end_state.copy()
-        c.buffer = self.buffer
+        c.buffer = self.buffer       # shared read-only: the copy's next window gets a new buffer
         return c
 
     def events(self, mode: str = "exact", **kw):
@@ -389,9 +390,8 @@ def clip_file(filename, modify_clip=None, read_events=0, seek_event=-1, format=-
     if mmap_read:
         buf = np.memmap(filename, dtype=np.uint8, mode="r", offset=start_byte, shape=(nbytes,))
     else:
-        buf = clip.buffer if (isinstance(clip.buffer, np.ndarray) and
-                              clip.buffer.dtype == np.uint8 and clip.buffer.flags.writeable and
-                              len(clip.buffer) == nbytes) else np.empty(nbytes, np.uint8)
+        buf = clip.buffer if (clip._owns_buffer and len(clip.buffer) == nbytes) \
+            else np.empty(nbytes, np.uint8)
         with open(filename, "rb") as f:
             f.seek(start_byte)
             got = f.readinto(memoryview(buf))
@@ -402,6 +402,7 @@ def clip_file(filename, modify_clip=None, read_events=0, seek_event=-1, format=-
                 return False
     clip.fseekpoint = start_byte
     clip.buffer = buf
+    clip._owns_buffer = not mmap_read
     clip.batch_actualread_length = nbytes
     clip.next_RecID_in_batch = 0
     clip.state = state

@@ -109,6 +109,9 @@ class SourceInfo:
     data_loss: dict = dataclasses.field(default_factory=dict)  # header-reported loss flags
     warnings: list = dataclasses.field(default_factory=list)
     marker_channels: int = 4           # number of marker bits the format can carry
+    # Formats whose markers are ordinary channel numbers (quTAG 100-104, 200-203) list them here,
+    # as numbers before the channel offset; bit-mask markers go to the marker offset instead.
+    raw_marker_channels: tuple = ()
 
     # ETA Clip fields --------------------------------------------------------------------------
     @property
