@@ -244,9 +244,13 @@ def _advance_file(info: B.SourceInfo, state: np.ndarray, filename, first: int, l
 
 
 def iter_events(clip: Clip, mode: str = "exact", *, channel_offset=None, marker_offset=None,
-                t3: bool = False, chunk: int = DECODE_CHUNK_EVENTS, start_record: int | None = None):
+                t3: bool = False, chunk: int = DECODE_CHUNK_EVENTS, start_record: int | None = None,
+                copy: bool = True):
     """Decode a Clip chunk by chunk: yields ``(time, channel)`` (or ``(time, channel, nsync,
-    dtime)`` with ``t3=True``) arrays holding at most ``chunk`` events each. Bounded memory."""
+    dtime)`` with ``t3=True``) arrays holding at most ``chunk`` events each. Bounded memory.
+
+    ``copy=False`` yields views of one reused buffer, valid only until the next iteration
+    (saves a copy of every event when each chunk is consumed at once)."""
     info = clip.info
     eta = _mode_is_eta(mode)
     ip, fp = info.params(eta=eta,
@@ -271,10 +275,8 @@ def iter_events(clip: Clip, mode: str = "exact", *, channel_offset=None, marker_
         i, n = info.kernel(buf, i, n_rec, state, ip, fp, out_t, out_c, out_ns, out_dt)
         _check_bad(info, state, clip.filename)
         if n:
-            if t3:
-                yield out_t[:n].copy(), out_c[:n].copy(), out_ns[:n].copy(), out_dt[:n].copy()
-            else:
-                yield out_t[:n].copy(), out_c[:n].copy()
+            arrays = (out_t, out_c, out_ns, out_dt) if t3 else (out_t, out_c)
+            yield tuple(a[:n].copy() if copy else a[:n] for a in arrays)
     if start_record == 0 or start_record is None:
         clip._end_state = state
 

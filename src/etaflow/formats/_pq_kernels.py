@@ -167,35 +167,38 @@ def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     n = 0
     i = start
     if ip[IP_INTTIME] and emit:
-        # Fast path for the common case (integer ps tick): no calls in the loop body.
+        # Fast path for the common case (integer ps tick). The inner range loop covers a block
+        # that cannot overflow the output, so its body has no capacity test.
         tres = ip[IP_TTRES]
         shift = ip[IP_TIME_SHIFT]
-        events = np.int64(0)
+        signal = np.int64(0)
         while i < stop and n <= cap:
-            rec = recs[i]
-            if rec >> 31 == 0:
-                out_t[n] = (ofl + (rec & 0x1FFFFFF)) * tres + shift
-                out_c[n] = np.uint8((coff + ((rec >> 25) & 0x3F) + 1) & 0xFF)
-                n += 1
-                events += 1
-            else:
-                chan = (rec >> 25) & 0x3F
+            end = min(stop, i + (cap - n) // MAX_EVENTS_PER_RECORD + 1)
+            for j in range(i, end):
+                rec = recs[j]
                 tt = np.int64(rec & 0x1FFFFFF)
-                if chan == 63:
-                    ofl += HH1_T2_WRAP if v1 else (HH2_T2_WRAP if tt == 0 else HH2_T2_WRAP * tt)
-                    state[ST_OVERFLOWS] += 1
-                elif chan == 0:
+                if rec < 0x80000000:
                     out_t[n] = (ofl + tt) * tres + shift
-                    out_c[n] = np.uint8(coff & 0xFF)
+                    out_c[n] = np.uint8((coff + (rec >> 25) + 1) & 0xFF)
                     n += 1
-                    events += 1
-                elif chan <= 15:
-                    n = _markers(n, chan, (ofl + tt) * tres + shift, -1, ip, state,
-                                 out_t, out_c, out_ns, out_dt)
+                    signal += 1
                 else:
-                    _bad(state, i - start, rec)
-            i += 1
-        state[ST_EVENTS] += events
+                    chan = (rec >> 25) & 0x3F
+                    if chan == 63:
+                        ofl += HH1_T2_WRAP if v1 else (HH2_T2_WRAP if tt == 0 else HH2_T2_WRAP * tt)
+                        state[ST_OVERFLOWS] += 1
+                    elif chan == 0:
+                        out_t[n] = (ofl + tt) * tres + shift
+                        out_c[n] = np.uint8(coff & 0xFF)
+                        n += 1
+                        signal += 1
+                    elif chan <= 15:
+                        n = _markers(n, chan, (ofl + tt) * tres + shift, -1, ip, state,
+                                     out_t, out_c, out_ns, out_dt)
+                    else:
+                        _bad(state, j - start, rec)
+            i = end
+        state[ST_EVENTS] += signal
     else:
         while i < stop and (n <= cap or not emit):
             rec = np.int64(recs[i])
