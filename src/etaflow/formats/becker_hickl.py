@@ -61,6 +61,7 @@ FORMAT_NAME = "Becker & Hickl SPC"
 HEADER_BYTES = 4
 MT_WRAP = 4096                  # macrotime ticks per MTOV
 ADC_MAX = 4095
+ADC_CHANNELS = 4096
 MAX_OVERFLOW_COUNT = (1 << 28) - 1
 
 INVALID = np.uint32(1 << 31)
@@ -92,13 +93,82 @@ OTHER_LAYOUTS = {
     0x8D: "SPC-QC-X06 records", 0x8E: "SPC-QC-X06 records",
 }
 
-SET_HEADER = struct.Struct("<hihihihiihhHIhH")   # 42 bytes, B&H SPC_data_file_structure
+# The .set binary header (42 bytes; field names from B&H's SPC_data_file_structure.h).
+SET_HEADER = struct.Struct("<hiHiHiHIiHHHIHH")
+SET_FIELDS = ("revision", "info_offs", "info_length", "setup_offs", "setup_length",
+              "data_block_offs", "no_of_data_blocks", "data_block_length", "meas_desc_block_offs",
+              "no_of_meas_desc_blocks", "meas_desc_block_length", "header_valid", "reserved1",
+              "reserved2", "chksum")
 SET_HEADER_VALID = 0x5555
 SET_CHECKSUM = 0x55AA          # the 21 uint16 words of the header sum to this
 _PARAM = re.compile(r"#(\w+)\s*\[(\w+),(\w),(.*)\]\s*$")
 
 
 # --- decode kernel ------------------------------------------------------------------------------
+
+@kernel
+def _account(rec, state, ofl, eta_ofl):
+    """Advance both overflow sums over one record and count what kind of record it is.
+
+    Done the same way in every mode, so one state scan (always exact) serves both modes.
+    Returns the new exact and ETA overflow sums, in macro ticks.
+    """
+    invalid = (rec >> 31) & 1
+    mtov = (rec >> 30) & 1
+    mark = (rec >> 28) & 1
+    multi = invalid == 1 and mtov == 1 and mark == 0
+    if mtov:
+        eta_ofl += MT_WRAP                      # ETA: one wrap per MTOV bit, whatever the record
+    if multi:
+        ofl += MT_WRAP * (rec & 0x0FFFFFFF)     # multiple-overflow record: bits 27-0 count wraps
+        state[ST_OVERFLOWS] += 1
+    elif mtov:
+        ofl += MT_WRAP                          # a single wrap *before* this photon or marker
+        state[ST_SINGLE_MTOV] += 1
+    if invalid == 1 and not multi and (mark == 0 or (rec >> 12) & 0xF == 0):
+        state[ST_SKIPPED] += 1                  # invalid photon, or a marker without marker bits
+    if (rec >> 29) & 1:
+        state[ST_LOSS_RECORDS] += 1             # GAP: data were lost before this record
+    return ofl, eta_ofl
+
+
+@kernel
+def _exact_events(n, rec, ofl, ip, fp, state, out_t, out_c, out_ns, out_dt):
+    """The events of one record as the hardware means them (``ofl`` includes its MTOV)."""
+    mt = ofl + (rec & 0xFFF)
+    rout = (rec >> 12) & 0xF
+    if (rec >> 31) & 1 == 0:                    # photon (a MARK bit here is not used by the cards)
+        if ip[IP_EMIT]:
+            dtime = ADC_MAX - ((rec >> 16) & 0xFFF)     # the TAC runs backwards
+            _put(n, _rel_time(mt, dtime, ip, fp), np.uint8((ip[IP_CHANNEL_OFFSET] + rout) & 0xFF),
+                 mt, dtime, out_t, out_c, out_ns, out_dt)
+            n += 1
+        state[ST_EVENTS] += 1
+    elif (rec >> 28) & 1:                       # marker record: ROUT holds the marker bits
+        n = _markers(n, rout, _rel_time(mt, 0, ip, fp), mt, ip, state, out_t, out_c, out_ns, out_dt)
+    return n
+
+
+@kernel
+def _eta_events(n, rec, eta_ofl, ip, state, out_t, out_c, out_ns, out_dt):
+    """ETA's event for one record (``eta_ofl`` before its MTOV): records with INVALID or MTOV
+    give none; raw ADC; ETA's integer units; marker offset when MARK is set."""
+    if (rec >> 30) & 3:
+        return n
+    adc = (rec >> 16) & 0xFFF
+    macro = (rec & 0xFFF) + eta_ofl
+    rout = (rec >> 12) & 0xF
+    mark = (rec >> 28) & 1
+    if ip[IP_EMIT]:
+        t = macro * ip[IP_TTRES] + adc * ip[IP_DTRES] + ip[IP_TIME_SHIFT]
+        off = ip[IP_MARKER_OFFSET] if mark else ip[IP_CHANNEL_OFFSET]
+        _put(n, t, np.uint8((off + rout) & 0xFF), macro, adc, out_t, out_c, out_ns, out_dt)
+        n += 1
+    state[ST_EVENTS] += 1
+    if mark:
+        state[ST_MARKERS] += 1
+    return n
+
 
 @kernel
 def decode_spc(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
@@ -113,64 +183,17 @@ def decode_spc(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     i = start
     while i < stop and (n <= cap or not emit):
         rec = np.int64(recs[i])
-        invalid = (rec >> 31) & 1
-        mtov = (rec >> 30) & 1
-        mark = (rec >> 28) & 1
-        rout = (rec >> 12) & 0xF
-        mt = rec & 0xFFF
-        multi = invalid == 1 and mtov == 1 and mark == 0
-        # Both overflow sums are kept in every mode, so that one state scan serves both modes.
-        eta_base = eta_ofl
-        if mtov:
-            eta_ofl += MT_WRAP
-        if multi:
-            ofl += MT_WRAP * (rec & 0x0FFFFFFF)
-            state[ST_OVERFLOWS] += 1
-        elif mtov:
-            ofl += MT_WRAP          # the wrap happened before this record: add it first
-            state[ST_SINGLE_MTOV] += 1
-        if (rec >> 29) & 1:
-            state[ST_LOSS_RECORDS] += 1
-        if invalid == 1 and not multi and (mark == 0 or rout == 0):
-            state[ST_SKIPPED] += 1  # invalid photon, or a marker record without marker bits
-
+        eta_before = eta_ofl                    # ETA computes the time before adding the wrap
+        ofl, eta_ofl = _account(rec, state, ofl, eta_ofl)
         if eta:
-            if invalid == 0 and mtov == 0:
-                n = _eta_event(n, rec, eta_base, ip, state, out_t, out_c, out_ns, out_dt)
-        elif invalid == 0:
-            if emit:
-                dtime = ADC_MAX - ((rec >> 16) & 0xFFF)
-                _put(n, _rel_time(ofl + mt, dtime, ip, fp),
-                     np.uint8((ip[IP_CHANNEL_OFFSET] + rout) & 0xFF), ofl + mt, dtime,
-                     out_t, out_c, out_ns, out_dt)
-                n += 1
-            state[ST_EVENTS] += 1
-        elif mark == 1 and rout != 0:
-            n = _markers(n, rout, _rel_time(ofl + mt, 0, ip, fp), ofl + mt, ip, state,
-                         out_t, out_c, out_ns, out_dt)
+            n = _eta_events(n, rec, eta_before, ip, state, out_t, out_c, out_ns, out_dt)
+        else:
+            n = _exact_events(n, rec, ofl, ip, fp, state, out_t, out_c, out_ns, out_dt)
         i += 1
     state[ST_OVERFLOW] = ofl
     state[ST_ETA_OVERFLOW] = eta_ofl
     state[ST_RECORD] += i - start
     return i, n
-
-
-@kernel
-def _eta_event(n, rec, eta_ofl, ip, state, out_t, out_c, out_ns, out_dt):
-    """ETA's event for a record it keeps (INVALID and MTOV clear): raw ADC, integer units."""
-    adc = (rec >> 16) & 0xFFF
-    macro = (rec & 0xFFF) + eta_ofl
-    rout = (rec >> 12) & 0xF
-    mark = (rec >> 28) & 1
-    if ip[IP_EMIT]:
-        t = macro * ip[IP_TTRES] + adc * ip[IP_DTRES] + ip[IP_TIME_SHIFT]
-        off = ip[IP_MARKER_OFFSET] if mark else ip[IP_CHANNEL_OFFSET]
-        _put(n, t, np.uint8((off + rout) & 0xFF), macro, adc, out_t, out_c, out_ns, out_dt)
-        n += 1
-    state[ST_EVENTS] += 1
-    if mark:
-        state[ST_MARKERS] += 1
-    return n
 
 
 # --- header and .set file -----------------------------------------------------------------------
@@ -220,19 +243,20 @@ def _section(data: bytes, offset: int, name: bytes) -> bytes:
     return data[start: len(data) if end < 0 else end]
 
 
+_IDENT_KEY = re.compile(r"^  (\w[^:]*?)\s*:(.*)$")
+
+
 def _identification(text: bytes) -> dict:
+    """``  Key : value`` lines; a line without that shape continues the previous value."""
     out: dict = {}
     key = None
     for raw in text.decode("latin-1").splitlines()[1:]:
-        line = raw.strip().strip("\x04").strip()
-        if not line:
-            continue
-        if ":" in raw and raw.startswith("  ") and not raw.startswith("   "):
-            key, _, value = line.partition(":")
-            key = key.strip()
-            out[key] = value.strip().strip("\x04").strip()
-        elif key is not None:        # a continuation line
-            out[key] = (out[key] + " " + line).strip()
+        m = _IDENT_KEY.match(raw)
+        if m:
+            key = m.group(1)
+            out[key] = m.group(2).strip(" \x04")
+        elif key is not None and raw.strip():
+            out[key] = (out[key] + " " + raw.strip(" \x04")).strip()
     return out
 
 
@@ -260,18 +284,18 @@ def read_set_file(path) -> dict:
     if len(data) < SET_HEADER.size:
         raise FormatError(f".set file holds {len(data)} bytes, less than its "
                           f"{SET_HEADER.size}-byte binary header", path, 0)
-    (revision, info_offs, _info_len, setup_offs, _setup_len, *_rest) = SET_HEADER.unpack_from(data)
-    header_valid = _rest[-4]
+    head = dict(zip(SET_FIELDS, SET_HEADER.unpack_from(data)))
     words = np.frombuffer(data[: SET_HEADER.size], "<u2")
-    ident = _identification(_section(data, info_offs, b"*IDENTIFICATION"))
-    setup_text = _section(data, setup_offs, b"*SETUP")
+    ident = _identification(_section(data, head["info_offs"], b"*IDENTIFICATION"))
+    setup_text = _section(data, head["setup_offs"], b"*SETUP")
     if not setup_text:
         raise FormatError(".set file has no *SETUP section", path, SET_HEADER.size)
+    revision = head["revision"]
     code = (revision & 0x0FF0) >> 4
     return {
         "set_file": path,
         "set_revision": revision,
-        "set_header_valid": header_valid == SET_HEADER_VALID,
+        "set_header_valid": head["header_valid"] == SET_HEADER_VALID,
         "set_checksum_ok": int(words.sum()) & 0xFFFF == SET_CHECKSUM,
         "card_code": code,
         "card": CARDS.get(code, f"unknown card code 0x{code:02X}"),
@@ -323,7 +347,14 @@ def read_spc_header(f, filename: str, file_size: int) -> SourceInfo:
             _warn(info, filename, f"header word 0x{word:08X} has bits 30-27 set, as SPC-QC "
                   "cards write; without a .set file the records are read as SPC-1xx/8xx")
         return info
-    _apply_set_file(info, read_set_file(set_path), filename)
+    try:
+        setup = read_set_file(set_path)
+    except FormatError as e:
+        # The records do not depend on it: read them, and say what is missing.
+        _warn(info, filename, f"cannot read {set_path} ({e.problem}), so the microtime bin "
+              "width is unknown: event times are macrotimes only (dtime unit 0)")
+        return info
+    _apply_set_file(info, setup, filename)
     return info
 
 
@@ -345,7 +376,7 @@ def _apply_set_file(info: SourceInfo, s: dict, filename) -> None:
         _warn(info, filename, f"{path} lacks a usable SP_TAC_R, SP_TAC_G or SP_ADC_RE, so the "
               "microtime bin width is unknown: event times are macrotimes only (dtime unit 0)")
         return
-    if setup["SP_ADC_RE"] != MT_WRAP:
+    if setup["SP_ADC_RE"] != ADC_CHANNELS:
         # Not verified on a real file: are the 12-bit ADC values then coarser bins?
         _warn(info, filename, f"SP_ADC_RE is {setup['SP_ADC_RE']}, not 4096: the microtime bin "
               f"is taken as TAC range / (gain x {setup['SP_ADC_RE']}) = {unit:g} ps (unverified)")
@@ -429,7 +460,7 @@ def encode_spc(macrotime, dtime, rout, *, markers=None, gaps=None, invalid=None,
     out = np.zeros(int(ev_pos[-1]) + 1 if n else 0, np.uint32)
     # multiple-overflow records: full ones first, the remainder last
     owner = np.repeat(np.arange(n), per_event)
-    rank = np.arange(len(owner)) - np.repeat(ev_pos - per_event, per_event)
+    rank = np.arange(len(owner)) - np.repeat(np.cumsum(per_event) - per_event, per_event)
     last = rank == per_event[owner] - 1
     cnt = np.where(last, counts[owner] - MAX_OVERFLOW_COUNT * rank, MAX_OVERFLOW_COUNT)
     out[ev_pos[owner] - per_event[owner] + rank] = INVALID | MTOV | cnt.astype(np.uint32)
