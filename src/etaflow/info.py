@@ -44,7 +44,8 @@ def file_info(filename, format: int = -1) -> dict:
                 tmax = hi if tmax is None else max(tmax, hi)
             end_state = clip.end_state()
     marker_mask = np.zeros(256, bool)
-    marker_mask[INFO_MARKER_OFFSET:] = True
+    if info.marker_channels > 0:       # formats with bit-mask markers decode them up there
+        marker_mask[INFO_MARKER_OFFSET:] = True
     for ch in info.raw_marker_channels:
         marker_mask[ch & 0xFF] = True
     channels = {str(ch): int(n) for ch, n in enumerate(counts) if n and not marker_mask[ch]}
@@ -53,6 +54,8 @@ def file_info(filename, format: int = -1) -> dict:
     loss = dict(info.data_loss)
     if end_state[B.ST_LOSS_RECORDS]:
         loss["loss_records"] = int(end_state[B.ST_LOSS_RECORDS])
+    if end_state[B.ST_SKIPPED]:
+        loss["skipped_records"] = int(end_state[B.ST_SKIPPED])
     if end_state[B.ST_MISSED]:
         loss["missed_events"] = int(end_state[B.ST_MISSED])
     size = os.path.getsize(filename)
