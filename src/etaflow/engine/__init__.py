@@ -1,0 +1,1 @@
+"""The event engine: merge of sources and virtual channels, compiled VI programs, tasks."""

@@ -1,0 +1,324 @@
+"""Task: all state of one analysis (plain numpy arrays, picklable) and the feed loop that runs a
+compiled group over its sources (spec 4.4-4.9).
+
+Events handled by the feed loop:
+
+* a source's decoded chunk runs out -> the next chunk of the same Clip (no window entry), or the
+  next Clip from the source (a window entry: ETA mode empties virtual queues and re-runs the code
+  before the first header there);
+* a source has no more Clips -> ETA mode ends the run (pending events dropped, as ETA);
+  exact mode marks the source finished and drains every pending event;
+* interrupt() -> the run returns after the current event; ``resume_task`` continues exactly there;
+* abort() -> the run ends; the task can still be resumed.
+
+In exact mode each source is put in time order with a bounded look-ahead (``lookahead_ps``)
+that spans chunk and window edges; an event later than the bound raises :class:`RunError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import types
+
+import numpy as np
+
+from ..clip import Clip
+from ..errors import RunError
+from ..formats import base as B
+from ..lang.codegen import S_FIRST, S_SYNC, GroupProgram
+
+__all__ = ["Task", "run_task", "DEFAULT_LOOKAHEAD_PS", "CHUNK_EVENTS"]
+
+INF = 9223372036854775807
+CHUNK_EVENTS = 1 << 20
+DEFAULT_LOOKAHEAD_PS = 1_000_000          # 1 us: quTAG disorder (<= 86 ns), T3 dtime spans
+RET_END, RET_INTERRUPT, RET_ABORT = -1, -2, -3
+
+
+class SourceState:
+    """One RFILE's input: the current Clip, how far it is decoded, and the chunk being consumed."""
+
+    def __init__(self, name: str, rid: int, channel_offset: int, marker_offset: int):
+        self.name, self.id = name, rid
+        self.channel_offset, self.marker_offset = channel_offset, marker_offset
+        self.clip: Clip | None = None
+        self.next_rec = 0
+        self.state = None
+        self.t = np.zeros(0, np.int64)
+        self.c = np.zeros(0, np.uint8)
+        self.chunk_first_rec = 0
+        self.pending_t = np.zeros(0, np.int64)   # exact mode: held back for reordering
+        self.pending_c = np.zeros(0, np.uint8)
+        self.last_out = -INF                       # latest time handed to the engine
+        self.exhausted = False                     # no more Clips
+
+
+class Task:
+    """The complete state of one analysis of one group."""
+
+    def __init__(self, program: GroupProgram, mainloop=None, lookahead_ps: int = DEFAULT_LOOKAHEAD_PS):
+        self.program = program
+        self.group = program.group
+        self.mode = program.mode
+        self.mainloop = mainloop
+        self.lookahead_ps = int(lookahead_ps)
+        self.S = np.zeros(program.n_scalars, np.int64)
+        for name, (i, v) in program.scalars.items():
+            self.S[i] = v
+        P = program.pool_size
+        self.PT = np.full(P, INF, np.int64)
+        self.PF = np.full(P, 255, np.int64)
+        self.PC = np.full(P, 255, np.int64)
+        caps = [max(c, 1) for _, c in program.vchannels]
+        self.VQ = np.zeros(max(sum(caps), 1), np.int64)
+        self.VQI = np.zeros((max(len(caps), 1), 4), np.int64)
+        base = 0
+        for v, cap in enumerate(caps):
+            self.VQI[v, 0], self.VQI[v, 1] = base, cap
+            base += cap
+        self.tables = {name: np.zeros(shape, dtype=dtype) for name, shape, dtype in program.tables}
+        self.sources = [SourceState(n, i, co, mo) for n, i, co, mo in program.rfiles]
+        self.sync_exact = 0.0
+        self.timing = [None, 0.0]
+        self.finished = False
+        self.thread = None
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["mainloop"] = None
+        d["thread"] = None
+        return d
+
+    def set(self, name: str, value) -> None:
+        """Overwrite an INTEGER between runs."""
+        if name not in self.program.scalars or name.startswith(("_e_", "now_", "last_")):
+            raise KeyError(f"Tool '{name}' does not exist.")
+        self.S[self.program.scalars[name][0]] = int(value)
+
+    # --- running --------------------------------------------------------------------------------
+    def _call(self, entry: bool) -> int:
+        args = [self.S, self.PT, self.PF, self.PC, self.VQ, self.VQI, entry, self.sync_exact]
+        args += [self.tables[name] for name, _, _ in self.program.tables]
+        for s in self.sources:
+            args += [s.t, s.c]
+        t0 = time.perf_counter()
+        try:
+            ret = self.mainloop(*args)
+        finally:
+            self.timing[1] += time.perf_counter() - t0
+        return int(ret)
+
+    def _pos_index(self, rid: int) -> int:
+        return self.program.scalars[f"_e_pos{rid}"][0]
+
+    def _set_chunk(self, s: SourceState, t, c) -> None:
+        s.t, s.c = t, c
+        self.S[self._pos_index(s.id)] = 0
+
+    def _decode_more(self, s: SourceState) -> bool:
+        """Load the next chunk of ``s`` from its current Clip; False when the Clip is used up."""
+        exact = self.mode == "exact"
+        while s.clip is not None and s.next_rec < s.clip.records():
+            info = s.clip.info
+            ip, fp = info.params(eta=not exact, channel_offset=s.channel_offset,
+                                 marker_offset=s.marker_offset,
+                                 time_shift=int(s.clip.GlobalTimeShift))
+            out_t = np.empty(CHUNK_EVENTS, np.int64)
+            out_c = np.empty(CHUNK_EVENTS, np.uint8)
+            e = np.zeros(0, np.int64)
+            s.chunk_first_rec = s.next_rec
+            nxt, n = info.kernel(s.clip.array(), s.next_rec, s.clip.records(), s.state, ip, fp,
+                                 out_t, out_c, e, e)
+            from ..clip import _check_bad
+            _check_bad(info, s.state, s.clip.filename)
+            s.next_rec = nxt
+            t, c = out_t[:n], out_c[:n]
+            if exact:
+                t, c = self._reorder(s, t, c, final=False)
+            if len(t):
+                self._set_chunk(s, t, c)
+                return True
+        return False
+
+    def _reorder(self, s: SourceState, t, c, final: bool):
+        """Bounded look-ahead sort: events earlier than (latest - lookahead) are final."""
+        if len(s.pending_t):
+            t = np.concatenate([s.pending_t, t])
+            c = np.concatenate([s.pending_c, c])
+        if len(t) == 0:
+            return t, c
+        if len(t) > 1 and not np.all(t[1:] >= t[:-1]):
+            order = np.argsort(t, kind="stable")
+            t, c = t[order], c[order]
+        if t[0] < s.last_out:
+            raise RunError(
+                f"source {s.name!r} is out of time order by more than the look-ahead of "
+                f"{self.lookahead_ps} ps (an event at {int(t[0])} ps arrived after {s.last_out} ps "
+                f"was processed); pass a larger lookahead_ps to eta.run")
+        if final:
+            cut = len(t)
+        else:
+            cut = int(np.searchsorted(t, t[-1] - self.lookahead_ps, side="left"))
+        s.pending_t, s.pending_c = t[cut:].copy(), c[cut:].copy()
+        if cut:
+            s.last_out = int(t[cut - 1])
+        return t[:cut], c[:cut]
+
+    def _flush(self, s: SourceState) -> bool:
+        if self.mode != "exact" or not len(s.pending_t):
+            return False
+        t, c = self._reorder(s, np.zeros(0, np.int64), np.zeros(0, np.uint8), final=True)
+        if len(t):
+            self._set_chunk(s, t, c)
+            return True
+        return False
+
+    def _feed(self, s: SourceState, clip: Clip) -> None:
+        if not isinstance(clip, Clip):
+            raise RunError(f"source {s.name!r} yielded {type(clip).__name__}, not a Clip")
+        if clip.validate() is None:
+            raise RunError(f"an empty Clip was given for RFILE {s.name!r}")
+        s.clip = clip
+        s.next_rec = clip.next_RecID_in_batch
+        s.state = clip.start_state()
+        if s.next_rec:
+            from ..clip import _advance
+            _advance(clip.info, s.state, clip.array(), 0, s.next_rec, clip.filename)
+        if s.id == 0:
+            info = clip.info
+            exact = self.mode == "exact"
+            if info.mode == "T3":
+                self.S[S_SYNC] = round(info.time_unit_ps) if exact else info.SYNCRate_pspr
+                self.sync_exact = float(info.time_unit_ps) if exact else 0.0
+            else:
+                self.S[S_SYNC] = info.SYNCRate_pspr
+                self.sync_exact = 0.0
+
+    def results(self, copy_arrays: bool = True) -> dict:
+        out = {}
+        for name, kind, store in self.program.results:
+            if kind == "table":
+                a = self.tables[store]
+                out[name] = a.copy() if copy_arrays else a
+            elif kind == "scalar":
+                out[name] = np.int64(self.S[self.program.scalars[store][0]])
+            else:
+                s = next(x for x in self.sources if x.name == store)
+                out[name] = self._position_clip(s)
+        return out
+
+    def _position_clip(self, s: SourceState):
+        if s.clip is None:
+            return None
+        c = s.clip.copy()
+        pos = int(self.S[self._pos_index(s.id)])
+        if pos >= len(s.t) or self.mode == "exact":
+            c.next_RecID_in_batch = s.next_rec
+        else:
+            c.next_RecID_in_batch = _record_after_event(s, pos - 1, self.mode)
+        c.validate(check_buffer=False)
+        return c
+
+
+def _record_after_event(s: SourceState, k: int, mode: str) -> int:
+    """Index of the record after the one that produced event k of the current chunk."""
+    clip = s.clip
+    info = clip.info
+    st = clip.start_state()
+    from ..clip import _advance
+    _advance(info, st, clip.array(), 0, s.chunk_first_rec, clip.filename)
+    ip, fp = info.params(eta=mode == "eta", channel_offset=s.channel_offset,
+                         marker_offset=s.marker_offset)
+    cap = k + 1 + B.MAX_EVENTS_PER_RECORD - 1
+    e = np.zeros(0, np.int64)
+    nxt, _ = info.kernel(clip.array(), s.chunk_first_rec, clip.records(), st, ip, fp,
+                         np.empty(cap, np.int64), np.empty(cap, np.uint8), e, e)
+    return int(nxt)
+
+
+def _fetch(sources, name: str, max_autofeed: int):
+    """Next Clip for RFILE ``name`` from a dict, a generator/iterable, or a Clip."""
+    src = sources
+    if isinstance(sources, dict):
+        if name not in sources:
+            raise ValueError(f"no source for RFILE {name!r}; sources given: {list(sources)}")
+        src = sources[name]
+    if isinstance(src, Clip):
+        if max_autofeed <= 0:
+            raise ValueError("Using a raw Clip as the source needs max_autofeed > 0, or the same "
+                             "Clip is analysed forever; wrap it in a list or use eta.clips().")
+        return src
+    if src is None:
+        return None
+    if not hasattr(src, "__next__"):
+        if hasattr(src, "__iter__"):
+            it = iter(src)
+            if isinstance(sources, dict):
+                sources[name] = it
+            return next(it, None)
+        raise ValueError(f"source for RFILE {name!r} must be a Clip generator, an iterable of "
+                         f"Clips or a Clip, not {type(src).__name__}")
+    return next(src, None)
+
+
+def run_task(task: Task, sources, max_autofeed: int = 0, stop_with_source: bool = True) -> int:
+    """Run ``task`` over ``sources`` until the data end, an interrupt or ``max_autofeed`` feeds.
+    Returns the number of interrupts seen (ETA's mainloop return sum)."""
+    if task.timing[0] is None:
+        task.timing[0] = time.time()
+    exact = task.mode == "exact"
+    if isinstance(sources, (list, tuple)):
+        sources = iter(sources)
+    entry = True          # every eta.run call starts with a mainloop entry, as in ETA
+    feeds = 0
+    interrupts = 0
+    S, sc = task.S, task.program.scalars
+    while True:
+        # like ETA's feeder: before calling the program, give every source that waits for an
+        # event something to read
+        for s in task.sources:
+            if not S[sc[f"_e_needpop{s.id}"][0]] or S[sc[f"_e_done{s.id}"][0]]:
+                continue
+            if S[task._pos_index(s.id)] < len(s.t):
+                continue
+            if task._decode_more(s):
+                continue
+            got = False
+            while not s.exhausted:
+                if max_autofeed > 0 and feeds >= max_autofeed:
+                    return interrupts          # resume_task continues with the next window
+                clip = _fetch(sources, s.name, max_autofeed)
+                if not clip:
+                    s.exhausted = True
+                    break
+                task._feed(s, clip)
+                entry = True
+                feeds += 1
+                if task._decode_more(s):   # an event-less window is skipped (ETA stopped here)
+                    got = True
+                    break
+            if got:
+                continue
+            if task._flush(s):
+                continue
+            if not exact and stop_with_source:
+                return interrupts              # ETA: the run ends, pending events are dropped
+            S[sc[f"_e_done{s.id}"][0]] = 1
+        if entry and not task.sources:
+            if max_autofeed > 0 and feeds >= max_autofeed:
+                return interrupts
+            feeds += 1
+        ret = task._call(entry)
+        entry = False
+        if ret == RET_END:
+            task.finished = True
+            return interrupts
+        if ret == RET_ABORT:
+            return interrupts + 1
+        if ret == RET_INTERRUPT:
+            interrupts += 1
+            entry = True
+            if max_autofeed > 0 and feeds >= max_autofeed:
+                return interrupts
+            feeds += 1

@@ -1,0 +1,1 @@
+"""The VI language: code-panel parser, state diagrams and code generation."""
