@@ -11,3 +11,9 @@ JIT_OPTIONS = dict(nogil=True, cache=True)
 def kernel(func):
     """Compile ``func`` as an etaflow hot-loop kernel."""
     return numba.njit(**JIT_OPTIONS)(func)
+
+
+def inline_kernel(func):
+    """A small helper kernel inlined into its numba callers (numba IR inlining): the engine's
+    per-event helpers cost a call each otherwise."""
+    return numba.njit(inline="always", **JIT_OPTIONS)(func)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import kernel
+from .._jit import inline_kernel as kernel
 
 INF = np.int64(9223372036854775807)
 

@@ -52,6 +52,7 @@ class SourceState:
         self.pending_c = np.zeros(0, np.uint8)
         self.last_out = -INF                       # latest time handed to the engine
         self.exhausted = False                     # no more Clips
+        self.out_t = self.out_c = None             # reused decode buffers
 
 
 class Task:
@@ -66,10 +67,6 @@ class Task:
         self.S = np.zeros(program.n_scalars, np.int64)
         for name, (i, v) in program.scalars.items():
             self.S[i] = v
-        P = program.pool_size
-        self.PT = np.full(P, INF, np.int64)
-        self.PF = np.full(P, 255, np.int64)
-        self.PC = np.full(P, 255, np.int64)
         caps = [max(c, 1) for _, c in program.vchannels]
         self.VQ = np.zeros(max(sum(caps), 1), np.int64)
         self.VQI = np.zeros((max(len(caps), 1), 4), np.int64)
@@ -98,7 +95,7 @@ class Task:
 
     # --- running --------------------------------------------------------------------------------
     def _call(self, entry: bool) -> int:
-        args = [self.S, self.PT, self.PF, self.PC, self.VQ, self.VQI, entry, self.sync_exact]
+        args = [self.S, self.VQ, self.VQI, entry, self.sync_exact]
         args += [self.tables[name] for name, _, _ in self.program.tables]
         for s in self.sources:
             args += [s.t, s.c]
@@ -124,8 +121,10 @@ class Task:
             ip, fp = info.params(eta=not exact, channel_offset=s.channel_offset,
                                  marker_offset=s.marker_offset,
                                  time_shift=int(s.clip.GlobalTimeShift))
-            out_t = np.empty(CHUNK_EVENTS, np.int64)
-            out_c = np.empty(CHUNK_EVENTS, np.uint8)
+            if s.out_t is None:          # one decode buffer per source, reused chunk after chunk
+                s.out_t = np.empty(CHUNK_EVENTS, np.int64)
+                s.out_c = np.empty(CHUNK_EVENTS, np.uint8)
+            out_t, out_c = s.out_t, s.out_c
             e = np.zeros(0, np.int64)
             s.chunk_first_rec = s.next_rec
             nxt, n = info.kernel(s.clip.array(), s.next_rec, s.clip.records(), s.state, ip, fp,
@@ -133,6 +132,8 @@ class Task:
             from ..clip import _check_bad
             _check_bad(info, s.state, s.clip.filename)
             s.next_rec = nxt
+            if nxt >= s.clip.records() and s.clip._end_state is None:
+                s.clip._end_state = s.state.copy()   # the next window starts from here
             t, c = out_t[:n], out_c[:n]
             if exact:
                 t, c = self._reorder(s, t, c, final=False)

@@ -300,6 +300,10 @@ class GroupCompiler:
         self.n = self.R + self.V
         self.P = 2 ** (2 * max(self.n, 1)).bit_length()
         idx = S_FIXED
+        for f in range(self.n):
+            self.scalars[f"_e_lt{f}"] = (idx, INF)
+            self.scalars[f"_e_lc{f}"] = (idx + 1, self.vmin + f - self.R if f >= self.R else 255)
+            idx += 2
         for i in range(self.R):
             for what in ("pos", "needpop", "done"):
                 self.scalars[f"_e_{what}{i}"] = (idx, 1 if what == "needpop" else 0)
@@ -348,12 +352,10 @@ class GroupCompiler:
         e("")
         tables = ", ".join(t[0] for t in self.tables)
         srcs = ", ".join(f"_e_src{r}_t, _e_src{r}_c" for r in range(self.R))
-        args = ", ".join(a for a in ("S, PT, PF, PC, VQ, VQI, _e_entry, _e_sync_exact", tables, srcs)
-                         if a)
+        args = ", ".join(a for a in ("S, VQ, VQI, _e_entry, _e_sync_exact", tables, srcs) if a)
         e("@nb.njit(nogil=True, cache=True)")
         e(f"def mainloop({args}):")
         e.indent()
-        e(f"_e_n = {self.n}")
         e(f"_e_exact = {self.exact}")
         e("AbsTime_ps = S[%d]" % S_ABSTIME)
         e("fileid = S[%d]" % S_FILEID)
@@ -365,10 +367,9 @@ class GroupCompiler:
         e("_e_go = True")
         for name, (i, _) in self.scalars.items():
             e(f"{name} = S[{i}]")
-        # first entry: pool initialisation; code before the first header (once, exact mode)
+        # first entry: code before the first header runs once (exact mode)
         e(f"if S[{S_FIRST}] == 0:")
         e.indent()
-        e(f"_rt.pool_init(PT, PF, PC, {self.n})")
         e(f"S[{S_FIRST}] = 1")
         if self.exact:
             self._beforeloop()
@@ -385,30 +386,41 @@ class GroupCompiler:
             e(f"if _e_go and _e_needpop{r}:")
             e.indent()
             e(f"if _e_pos{r} < _e_src{r}_t.shape[0]:")
-            e(f"    _rt.pool_update(PT, PF, PC, {self.n + r}, _e_src{r}_t[_e_pos{r}], {r}, "
-              f"_e_src{r}_c[_e_pos{r}])")
+            e(f"    _e_lt{r} = _e_src{r}_t[_e_pos{r}]")
+            e(f"    _e_lc{r} = _e_src{r}_c[_e_pos{r}]")
             e(f"    _e_pos{r} += 1")
             e(f"    _e_needpop{r} = 0")
             e(f"elif _e_done{r}:")
-            e(f"    _rt.pool_update(PT, PF, PC, {self.n + r}, INF, {r}, 255)")
+            e(f"    _e_lt{r} = INF")
             e(f"    _e_needpop{r} = 0")
             e("else:")
             e(f"    _e_ret = {r}")
             e("    _e_go = False")
             e.dedent()
+        order = self._tie_order()
         e("while _e_go:")
         e.indent()
-        e("_e_t = PT[0]")
+        # the next event: smallest time; on equal times ETA's tournament tree lets the leaf
+        # with the largest key win (spec 4.2), so leaves are scanned in that order with '<'
+        f0 = order[0]
+        e(f"_e_t = _e_lt{f0}")
+        e(f"_e_f = {f0}")
+        e(f"_e_c = _e_lc{f0}")
+        for f in order[1:]:
+            e(f"if _e_lt{f} < _e_t:")
+            e(f"    _e_t = _e_lt{f}")
+            e(f"    _e_f = {f}")
+            e(f"    _e_c = _e_lc{f}")
         e("if _e_t == INF:")
         e("    _e_ret = -1")
         e("    break")
-        e("_e_f = PF[0]")
-        e("chn = PC[0]")
+        e("chn = _e_c")
         e("fileid = _e_f")
         e("AbsTime_ps = _e_t")
-        if self.V:
-            e(f"if _e_f >= {self.R}:")
-            e(f"    _rt.vchn_next(PT, PF, PC, VQ, VQI, {self.n}, {self.R}, _e_f)")
+        # a virtual channel's next queued event replaces its head before the event is processed
+        for f in range(self.R, self.n):
+            e(f"{'if' if f == self.R else 'elif'} _e_f == {f}:")
+            e(f"    _e_lt{f} = _rt.vq_pop(VQ, VQI, {f - self.R})")
         self._dispatch()
         e("if INTERRUPT:")
         e.indent()
@@ -422,8 +434,8 @@ class GroupCompiler:
             e(f"if _e_f == {r}:")
             e.indent()
             e(f"if _e_pos{r} < _e_src{r}_t.shape[0]:")
-            e(f"    _rt.pool_update(PT, PF, PC, {self.n + r}, _e_src{r}_t[_e_pos{r}], {r}, "
-              f"_e_src{r}_c[_e_pos{r}])")
+            e(f"    _e_lt{r} = _e_src{r}_t[_e_pos{r}]")
+            e(f"    _e_lc{r} = _e_src{r}_c[_e_pos{r}]")
             e(f"    _e_pos{r} += 1")
             e("else:")
             e(f"    _e_needpop{r} = 1")
@@ -490,17 +502,38 @@ class GroupCompiler:
             first = False
             e.indent()
             for gi in by_chn[ch]:
-                p = self.parsed[gi]
-                firsts = True
-                for (s, c), dst in sorted(p.graph.transitions.items()):
-                    if c != ch:
-                        continue
-                    e(f"{'if' if firsts else 'elif'} now_{gi} == {s}:")
-                    firsts = False
-                    e.indent()
-                    self._transition(gi, p, s, dst, ch)
-                    e("pass")
-                    e.dedent()
+                self._dispatch_vi(gi, ch)
+            e.dedent()
+
+    def _dispatch_vi(self, gi: int, ch: int):
+        """The code of VI gi for channel ch. When every state moves to the same state with the
+        same code, the state test is left out (it is an unpredictable branch per event)."""
+        e = self.e
+        p = self.parsed[gi]
+        blocks = []
+        for (s, c), dst in sorted(p.graph.transitions.items()):
+            if c != ch:
+                continue
+            sub = _Emitter()
+            outer, self.e = self.e, sub
+            try:
+                self._transition(gi, p, s, dst, ch, set_last=False)
+            finally:
+                self.e = outer
+            blocks.append((s, dst, sub))
+        same = len({(d, sub.text()) for _, d, sub in blocks}) == 1
+        if same and len(blocks) == len(p.graph.states):
+            e(f"last_{gi} = now_{gi}")
+            for line, where in zip(blocks[0][2].lines, blocks[0][2].where):
+                e(line, where)
+            return
+        for k, (s, dst, sub) in enumerate(blocks):
+            e(f"{'if' if k == 0 else 'elif'} now_{gi} == {s}:")
+            e.indent()
+            e(f"last_{gi} = {s}")
+            for line, where in zip(sub.lines, sub.where):
+                e(line, where)
+            e("pass")
             e.dedent()
 
     def _check_untriggered(self):
@@ -518,7 +551,7 @@ class GroupCompiler:
                                               "transition is not drawn on the diagram",
                                               stacklevel=2)
 
-    def _transition(self, gi, p: ParsedVI, s, dst, ch):
+    def _transition(self, gi, p: ParsedVI, s, dst, ch, set_last=True):
         e = self.e
         sname, dname = p.graph.states[s], p.graph.states[dst]
 
@@ -528,7 +561,8 @@ class GroupCompiler:
                     for ins in sec.instructions:
                         self._action(p, ins, triggered=True)
         run(lambda t: t.kind == "exit_on" and t.src == sname and ch in t.channels)
-        e(f"last_{gi} = {s}")
+        if set_last:
+            e(f"last_{gi} = {s}")
         e(f"now_{gi} = {dst}")
         run(lambda t: t.kind == "trans" and t.src == sname and t.state == dname and
             ch in t.channels)
@@ -800,23 +834,62 @@ class GroupCompiler:
         e(f"        {sym.info['flag']} = 0")
 
     # emit -----------------------------------------------------------------------------------------
+    def _tie_order(self) -> list:
+        """Source ids by tie priority, first wins: ETA's tree lets the leaf at heap index
+        i = n + f with the largest key (i+1) << (D - d(i)) win (spec 4.2)."""
+        n = self.n
+        if n == 0:
+            return []
+        D = (2 * n - 1 + 1).bit_length() - 1
+
+        def key(f):
+            i = n + f
+            return (i + 1) << (D - ((i + 1).bit_length() - 1))
+        return sorted(range(n), key=key, reverse=True)
+
     def _vput(self, p, ins, ch_text, time_text):
         e = self.e
         lit = _int_literal(ch_text)
         if lit is not None:
             if lit not in self.vfiles:
                 raise self.err(f"channel {lit} is not a virtual channel", p.name, ins)
-            v = f"{lit - self.vmin}"
-            ch = f"{lit}"
-        else:
-            v = f"({ch_text}) - {self.vmin}"
-            ch = f"({ch_text})"
-            if not self.V:
-                raise self.err(f"emit to channel {ch_text!r}: no virtual channel is declared "
-                               "(declare them with VFILE(chn))", p.name, ins)
-        e(f"if not _rt.vchn_put(PT, PF, PC, VQ, VQI, {self.n}, {self.R}, {v}, {ch}, {time_text}, "
-          f"_e_exact):")
-        e("    raise RuntimeError('virtual channel queue full: declare a larger VFILE(chn, size)')")
+            e(f"_e_vt = {time_text}")
+            self._vput_leaf(lit - self.vmin)
+            return
+        if not self.V:
+            raise self.err(f"emit to channel {ch_text!r}: no virtual channel is declared "
+                           "(declare them with VFILE(chn))", p.name, ins)
+        e(f"_e_vt = {time_text}")
+        e(f"_e_vch = {ch_text}")
+        first = True
+        for ch in sorted(self.vfiles):
+            e(f"{'if' if first else 'elif'} _e_vch == {ch}:")
+            first = False
+            e.indent()
+            self._vput_leaf(ch - self.vmin)
+            e.dedent()
+        e("else:")
+        e(f"    raise RuntimeError('emit into a channel that is not a declared virtual channel')")
+
+    def _vput_leaf(self, v: int):
+        """Put the time ``_e_vt`` into virtual channel slot v (spec 4.3; exact mode keeps order)."""
+        e = self.e
+        f = self.R + v
+        e(f"if _e_vt == INF:")
+        e(f"    _e_lt{f} = INF")
+        e(f"    VQI[{v}, 2] = 0")
+        e(f"    VQI[{v}, 3] = 0")
+        e(f"elif _e_lt{f} == INF:")
+        e(f"    _e_lt{f} = _e_vt")
+        if self.exact:
+            e(f"elif _e_vt < _e_lt{f}:")
+            e(f"    if not _rt.vq_push_front(VQ, VQI, {v}, _e_lt{f}):")
+            e(f"        raise RuntimeError('virtual channel {self.vmin + v}: queue full; declare "
+              f"a larger VFILE({self.vmin + v}, size)')")
+            e(f"    _e_lt{f} = _e_vt")
+        e(f"elif not _rt.vq_push(VQ, VQI, {v}, _e_vt, _e_exact):")
+        e(f"    raise RuntimeError('virtual channel {self.vmin + v}: queue full; declare a larger "
+          f"VFILE({self.vmin + v}, size)')")
 
     def _emit(self, p, ins):
         ch = self._arg(ins, 0, "chn")
