@@ -140,9 +140,13 @@ def ring_append(tab, head, tail, value):
     """Returns the new (head, tail)."""
     size = tab.shape[0]
     tab[head] = value
-    head = (head + 1) % size
+    head += 1                  # no modulo: an integer division per start costs more than a branch
+    if head == size:
+        head = 0
     if head == tail:
-        tail = (tail + 1) % size
+        tail += 1
+        if tail == size:
+            tail = 0
     return head, tail
 
 

@@ -31,7 +31,7 @@ from ..lang.codegen import S_FIRST, S_SYNC, GroupProgram
 __all__ = ["Task", "run_task", "DEFAULT_LOOKAHEAD_PS", "CHUNK_EVENTS"]
 
 INF = 9223372036854775807
-CHUNK_EVENTS = 1 << 20
+CHUNK_EVENTS = 1 << 16
 DEFAULT_LOOKAHEAD_PS = 1_000_000          # 1 us: quTAG disorder (<= 86 ns), T3 dtime spans
 RET_END, RET_INTERRUPT, RET_ABORT = -1, -2, -3
 

@@ -771,10 +771,13 @@ class GroupCompiler:
                 f"if {stop_cond}:", "    break",
                 f"if {count_cond}:", f"    {h} += 1"]
         if self.exact:
-            e(f"_e_size = {tab}.shape[0]")
-            e(f"for _e_j in range(({head} - {tail}) % _e_size):")
+            # every stored value, newest first: head-1 down to tail, across the wrap
+            e(f"_e_k = {head}")
+            e(f"while _e_k != {tail}:")
             e.indent()
-            e(f"_e_k = ({head} - 1 - _e_j) % _e_size")
+            e("_e_k -= 1")
+            e("if _e_k < 0:")
+            e(f"    _e_k = {tab}.shape[0] - 1")
             for b in body:
                 e(b)
             e.dedent()
