@@ -102,6 +102,8 @@ class Task:
         t0 = time.perf_counter()
         try:
             ret = self.mainloop(*args)
+        except Exception as exc:
+            raise _locate(self.program, exc) from exc
         finally:
             self.timing[1] += time.perf_counter() - t0
         return int(ret)
@@ -220,6 +222,38 @@ class Task:
             c.next_RecID_in_batch = _record_after_event(s, pos - 1, self.mode)
         c.validate(check_buffer=False)
         return c
+
+
+def _locate(program: GroupProgram, exc: Exception) -> Exception:
+    """Turn an error raised while compiling or running generated code into a RecipeError that
+    names the VI and recipe line (through the generated program's line map)."""
+    import re
+    from ..errors import RecipeError
+    text = str(exc)
+    lines = [int(m) for m in re.findall(r'g_[0-9a-f]+\.py", line (\d+)', text)]
+    if not lines:
+        tb = exc.__traceback__
+        while tb is not None:
+            if re.search(r"g_[0-9a-f]+\.py$", tb.tb_frame.f_code.co_filename):
+                lines.append(tb.tb_lineno)
+            tb = tb.tb_next
+    for ln in reversed(lines):
+        where = program.line_map[ln - 1] if 0 < ln <= len(program.line_map) else None
+        if where:
+            vi, line = where
+            src = program.vi_sources.get(vi, "").split("\n")
+            useful = [l.strip() for l in text.splitlines() if l.strip() and not
+                      l.strip().startswith(("Failed in", "During:", "File ", "raise ", "^"))
+                      and "g_" not in l]
+            first = " ".join(useful[:3]) or type(exc).__name__
+            kind = "cannot compile" if "Typing" in type(exc).__name__ or "Lowering" in \
+                type(exc).__name__ else "error while running"
+            return RecipeError(f"{kind}: {first.strip()}", vi=vi, line=line,
+                               source_line=src[line - 1] if 0 < line <= len(src) else None)
+    if isinstance(exc, RuntimeError) and "queue full" in text:
+        from ..errors import RunError
+        return RunError(text)
+    return exc
 
 
 def _record_after_event(s: SourceState, k: int, mode: str) -> int:

@@ -67,6 +67,8 @@ class GroupProgram:
     n_leaves: int
     pool_size: int
     sync_from_rfile0: bool
+    line_map: list = dataclasses.field(default_factory=list)   # generated line -> (vi, line)
+    vi_sources: dict = dataclasses.field(default_factory=dict)  # vi -> substituted code text
 
 
 def _int_literal(text: str):
@@ -97,11 +99,12 @@ class _Emitter:
         self.lines: list[str] = []
         self.where: list = []
         self.depth = 0
+        self.current = None          # (vi, recipe line) of the action being generated
 
     def __call__(self, text: str, where=None):
         for part in text.split("\n"):
             self.lines.append("    " * self.depth + part)
-            self.where.append(where)
+            self.where.append(where if where is not None else self.current)
 
     def indent(self):
         self.depth += 1
@@ -476,7 +479,8 @@ class GroupCompiler:
             rfiles=[(r.name, r.info["id"], r.info["offset"], r.info["marker_offset"])
                     for r in self.rfiles],
             vchannels=vch, vchn_offset=self.vmin, n_leaves=self.n, pool_size=self.P,
-            sync_from_rfile0=bool(self.R))
+            sync_from_rfile0=bool(self.R), line_map=list(self.e.where),
+            vi_sources={p.name: p.source for p in self.parsed})
 
     # --- sections -------------------------------------------------------------------------------
     def _beforeloop(self):
@@ -573,6 +577,14 @@ class GroupCompiler:
     def _action(self, p: ParsedVI, ins: Instruction, triggered: bool):
         e = self.e
         where = (p.name, ins.line)
+        e.current = where
+        try:
+            self._action_code(p, ins, triggered, where)
+        finally:
+            e.current = None
+
+    def _action_code(self, p: ParsedVI, ins: Instruction, triggered: bool, where):
+        e = self.e
         n = ins.name
         if ins.obj is None:
             if n in ("RFILE", "VFILE", "INTEGER", "TABLE", "CLOCK", "HISTOGRAM"):
@@ -582,9 +594,11 @@ class GroupCompiler:
                 return
             if n == "EMIT_CODE":
                 import textwrap
-                code = textwrap.dedent(ins.code).strip("\n")
-                if code.strip():
-                    e(code, where)
+                raw = textwrap.dedent(ins.code)
+                lead = len(raw) - len(raw.lstrip("\n"))
+                code = raw.strip("\n")
+                for k, line in enumerate(code.split("\n")):
+                    e(line, (p.name, ins.line + raw[:lead].count("\n") + k))
                 return
             if n == "ASSIGN":
                 tgt = ins.target.split("[")[0].strip()
