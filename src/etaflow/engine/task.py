@@ -329,7 +329,6 @@ def run_task(task: Task, sources, max_autofeed: int = 0, stop_with_source: bool 
                     break
                 task._feed(s, clip)
                 entry = True
-                feeds += 1
                 if task._decode_more(s):   # an event-less window is skipped (ETA stopped here)
                     got = True
                     break
@@ -340,7 +339,7 @@ def run_task(task: Task, sources, max_autofeed: int = 0, stop_with_source: bool 
             if not exact and stop_with_source:
                 return interrupts              # ETA: the run ends, pending events are dropped
             S[sc[f"_e_done{s.id}"][0]] = 1
-        if entry and not task.sources:
+        if entry:           # each mainloop entry counts as one feed (ETA's loop_count)
             if max_autofeed > 0 and feeds >= max_autofeed:
                 return interrupts
             feeds += 1
@@ -354,6 +353,3 @@ def run_task(task: Task, sources, max_autofeed: int = 0, stop_with_source: bool 
         if ret == RET_INTERRUPT:
             interrupts += 1
             entry = True
-            if max_autofeed > 0 and feeds >= max_autofeed:
-                return interrupts
-            feeds += 1

@@ -1,0 +1,278 @@
+"""Each tool action against hand-computed values (spec 3.7 and Appendix A), in both modes where
+they differ."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import etaflow as ef
+from etaflow.eta import ETA
+
+from recipes import events_file, recipe, rfile_vi, vi
+
+INF = 9223372036854775807
+
+
+def run(rec, path, mode, group="main", read_events=1024, **kw):
+    eta = ETA(rec, mode=mode)
+    return eta.run({"f": eta.clips(path, read_events=read_events)}, group=group, **kw)
+
+
+# A1: clock ring and record_all ---------------------------------------------------------------
+A1_ETA = {1: [100], 2: [90, 100], 3: [80, 90, 100], 4: [70, 80, 90], 5: [70, 80], 6: [50, 70],
+          7: [40, 50, 60], 8: [30, 40, 50]}
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+@pytest.mark.parametrize("mode", ["eta", "exact"])
+def test_ring_record_all(tmp_path, n, mode):
+    rec = recipe(rfile_vi(), vi("corr", "CLOCK(c,4,1)\nHISTOGRAM(h,(200,1))\n"
+                                "a--1-->a:\n    c.start()\na--2-->a:\n    c.stop()\n"
+                                "    h.record_all(c)", edges=[("a", "a", "1,2")]))
+    path = events_file(tmp_path / "e.qt", [(10 * k, 1) for k in range(n)] + [(100, 2)])
+    h = run(rec, path, mode)["h"]
+    if mode == "eta":   # ring keeps 3 of 4, and skips slot 0 when wrapped
+        expected = A1_ETA[n]
+    else:               # the 4 newest starts, all of them
+        expected = sorted(100 - 10 * k for k in range(max(0, n - 4), n))
+    assert np.nonzero(h)[0].tolist() == expected
+
+
+# A2: single-clock binning with modifiers ----------------------------------------------------
+@pytest.mark.parametrize("modifier,expected", [(None, {0: 1, 1: 1}), ('"time-1"', {0: 2}),
+                                               ('"time+64"', {4: 1, 5: 1, 0: 0})])
+def test_single_clock_binning(tmp_path, modifier, expected):
+    dims = f"(20,16,{modifier})" if modifier else "(20,16)"
+    rec = recipe(rfile_vi(), vi("b", f"CLOCK(c)\nHISTOGRAM(h,{dims})\n"
+                                "a--1-->a:\n    c.start()\na--2-->a:\n    c.stop()\n"
+                                "a--3-->a:\n    h.record(c)", edges=[("a", "a", "1,2,3")]))
+    # intervals 16, 15 and (a start after the last stop) -985
+    ev = [(1000, 1), (1016, 2), (1017, 3), (2000, 1), (2015, 2), (2016, 3), (3000, 1), (3001, 3)]
+    for mode in ("eta", "exact"):
+        h = run(rec, events_file(tmp_path / "e.qt", ev), mode)["h"]
+        assert {int(k): int(h[k]) for k in np.nonzero(h)[0]} == {k: v for k, v in
+                                                                 expected.items() if v}
+
+
+def test_record_without_new_stop_counts_again(tmp_path):
+    rec = recipe(rfile_vi(), vi("b", "CLOCK(c)\nHISTOGRAM(h,(20,16))\n"
+                                "a--1-->a:\n    c.start()\na--2-->a:\n    c.stop()\n"
+                                "a--3-->a:\n    h.record(c)", edges=[("a", "a", "1,2,3")]))
+    path = events_file(tmp_path / "e.qt", [(0, 1), (40, 2), (50, 3), (60, 3)])
+    assert run(rec, path, "exact")["h"][2] == 2
+
+
+# A7: emit with period and repeat: FIFO order (eta) versus time order (exact) ------------------
+@pytest.mark.parametrize("mode,order", [("eta", [0, 10, 20, 5, 15, 25]),
+                                        ("exact", [0, 5, 10, 15, 20, 25])])
+def test_emit_repeat_period_order(tmp_path, mode, order):
+    rec = recipe(rfile_vi(), vi("e", "a--1-->a:\n    emit(9,0,10,3)", edges=[("a", "a", "1")]),
+                 vi("log", "TABLE(log,[8])\nINTEGER(k)\n"
+                           "a--9-->a:\n    {{\n        log[k] = AbsTime_ps\n        k += 1\n    }}",
+                    edges=[("a", "a", "9")]))
+    path = events_file(tmp_path / "e.qt", [(0, 1), (5, 1), (100, 2)])
+    r = run(rec, path, mode)
+    assert r["log"][:6].tolist() == order and int(r["k"]) == 6
+
+
+# A8: COINCIDENCE fill / reset ---------------------------------------------------------------------
+def test_coincidence_flags(tmp_path):
+    rec = recipe(rfile_vi(), vi("co", "COINCIDENCE(co,2,flag,50)\nINTEGER(hits)\nTABLE(flags,[6])\n"
+                                "INTEGER(k)\n"
+                                "a--1-->a:\n    co.fill(0)\n    {{\n        flags[k] = flag\n"
+                                "        k += 1\n        hits += flag\n    }}\n"
+                                "a--2-->a:\n    co.fill(1)\n    {{\n        flags[k] = flag\n"
+                                "        k += 1\n        hits += flag\n    }}\n"
+                                "a--3-->a:\n    co.reset()", edges=[("a", "a", "1,2,3")]))
+    ev = [(0, 1), (5, 2), (100, 1), (400, 2), (500, 2), (510, 1), (2000, 3)]
+    for mode in ("eta", "exact"):
+        r = run(rec, events_file(tmp_path / "e.qt", ev), mode)
+        assert r["flags"].tolist() == [0, 1, 0, 0, 0, 1]
+        assert int(r["hits"]) == 2 and int(r["flag"]) == 0
+
+
+def test_coincidence_across_windows(tmp_path):
+    """ETA resets coincidence slots at every window entry; exact mode keeps them."""
+    rec = recipe(rfile_vi(), vi("co", "COINCIDENCE(co,2,flag,50)\nINTEGER(hits)\n"
+                                "a--1-->a:\n    co.fill(0)\n    hits += flag\n"
+                                "a--2-->a:\n    co.fill(1)\n    hits += flag",
+                                edges=[("a", "a", "1,2")]))
+    path = events_file(tmp_path / "e.qt", [(5 * k, 1 + k % 2) for k in range(6)])
+    assert int(run(rec, path, "eta", read_events=100)["hits"]) == 5
+    assert int(run(rec, path, "eta", read_events=1)["hits"]) == 0
+    assert int(run(rec, path, "exact", read_events=1)["hits"]) == 5
+
+
+# A9: image prefixes and 2-D histograms --------------------------------------------------------
+def test_image_and_2d_histograms(tmp_path):
+    rec = recipe(rfile_vi(), vi("img", "CLOCK(c1)\nCLOCK(c2)\nINTEGER(px)\n"
+                                "HISTOGRAM(img,[(50,1)],[3])\nHISTOGRAM(h2,[(40,1),(40,1)])\n"
+                                "a--1-->a:\n    c1.start()\n    c2.start()\n"
+                                "a--2-->a:\n    c1.stop()\n    img[px].record(c1)\n    px += 1\n"
+                                "a--3-->a:\n    c2.stop()\n    h2.record(c1,c2)",
+                                edges=[("a", "a", "1,2,3")]))
+    ev = [(0, 1), (10, 2), (100, 1), (120, 2), (125, 3)]
+    r = run(rec, events_file(tmp_path / "e.qt", ev), "exact")
+    assert np.argwhere(r["img"]).tolist() == [[0, 10], [1, 20]]
+    assert np.argwhere(r["h2"]).tolist() == [[20, 25]]
+
+
+# A10 / A15: abort, and resuming after it -------------------------------------------------------
+def test_abort_and_resume(tmp_path):
+    rec = recipe(rfile_vi(), vi("ab", "INTEGER(x)\nINTEGER(seen)\n"
+                                "a--1-->a:\n    x += 1\na--2-->a:\n    x += 1\n    abort()\n"
+                                "    seen = AbsTime_ps", edges=[("a", "a", "1,2")]))
+    path = events_file(tmp_path / "e.qt", [(0, 1), (10, 2), (20, 1), (30, 1), (40, 1), (50, 1)])
+    for mode in ("eta", "exact"):
+        eta = ETA(rec, mode=mode)
+        gen = eta.clips(path)
+        r, task = eta.run({"f": gen}, return_task=True)
+        assert int(r["x"]) == 2 and int(r["seen"]) == INF
+        r = eta.run({"f": gen}, resume_task=task)
+        assert int(r["x"]) == 6
+
+
+# A11: interrupt() with max_autofeed=1 and resume; get_pos --------------------------------------
+@pytest.mark.parametrize("mode", ["eta", "exact"])
+def test_interrupt_resume_positions(tmp_path, mode):
+    rec = recipe(rfile_vi(), vi("it", "INTEGER(x)\na--1-->a:\n    x += 1\n"
+                                "    {{\n        if x % 3 == 0:\n            INTERRUPT = 1\n    }}",
+                                edges=[("a", "a", "1")]))
+    path = events_file(tmp_path / "e.qt", [(10 * k, 1) for k in range(10)])
+    eta = ETA(rec, mode=mode)
+    gen = eta.clips(path)
+    task, xs, pos = None, [], []
+    for _ in range(4):
+        r, task = eta.run({"f": gen}, resume_task=task, return_task=True, max_autofeed=1)
+        xs.append(int(r["x"]))
+        pos.append(r["f"].get_pos())
+    assert xs == [3, 6, 9, 10]
+    if mode == "eta":
+        assert pos == [3, 6, 9, 10]
+    # with the default auto-feed an interrupt is a no-op
+    r = ETA(rec, mode=mode).run({"f": ETA(rec).clips(path)})
+    assert int(r["x"]) == 10
+
+
+# A13: conditional emit, and the last pending event ----------------------------------------------
+def test_emit_repeat_zero_and_the_last_event(tmp_path):
+    rec = recipe(rfile_vi(), vi("e", "a--1-->a:\n    emit(9,0,5,0)", edges=[("a", "a", "1")]),
+                 vi("n", "INTEGER(got)\na--9-->a:\n    got += 1", edges=[("a", "a", "9")]))
+    path = events_file(tmp_path / "e.qt", [(10 * k, 1) for k in range(12)])
+    assert int(run(rec, path, "eta")["got"]) == 11      # ETA drops the copy of the last event
+    assert int(run(rec, path, "exact")["got"]) == 12
+
+
+def test_integer_repeat_zero_emits_nothing(tmp_path):
+    rec = recipe(rfile_vi(), vi("e", "INTEGER(flag)\na--1-->a:\n    emit(9,0,0,flag)\n"
+                                "a--2-->a:\n    flag = 1", edges=[("a", "a", "1,2")]),
+                 vi("n", "INTEGER(got)\na--9-->a:\n    got += 1", edges=[("a", "a", "9")]))
+    path = events_file(tmp_path / "e.qt", [(0, 1), (10, 1), (20, 2), (30, 1), (40, 1), (50, 3)])
+    assert int(run(rec, path, "exact")["got"]) == 2
+
+
+def test_cancel_emit(tmp_path):
+    rec = recipe(rfile_vi(), vi("e", "a--1-->a:\n    emit(9,100)\na--2-->a:\n    cancel_emit(9)",
+                                edges=[("a", "a", "1,2")]),
+                 vi("n", "INTEGER(got)\na--9-->a:\n    got += 1", edges=[("a", "a", "9")]))
+    path = events_file(tmp_path / "e.qt", [(0, 1), (10, 1), (50, 2), (200, 1), (1000, 3)])
+    assert int(run(rec, path, "exact")["got"]) == 1
+
+
+# A4: code before the first header -----------------------------------------------------------------
+@pytest.mark.parametrize("cuts,eta_count", [(1, 1), (3, 3), (5, 4)])
+def test_beforeloop_runs_per_window_in_eta_mode(tmp_path, cuts, eta_count):
+    rec = recipe(rfile_vi(), vi("b", "INTEGER(cnt)\ncnt = cnt + 1\na--1-->a:\n    pass",
+                                edges=[("a", "a", "1")]))
+    path = events_file(tmp_path / "e.qt", [(10 * k, 1) for k in range(12)])
+    for mode, want in (("eta", eta_count), ("exact", 1)):
+        eta = ETA(rec, mode=mode)
+        r = eta.run({"f": eta.split_file(path, cuts=cuts)})
+        assert int(r["cnt"]) == want
+
+
+# A6: result names --------------------------------------------------------------------------------
+def test_result_name_filter_in_eta_mode_only(tmp_path):
+    code = "\n".join(f"INTEGER({n})" for n in ("chn_hist", "my_start", "good", "last_value",
+                                               "fine")) + "\nTABLE(tab,[2])\na--1-->a:\n    pass"
+    rec = recipe(rfile_vi(), vi("names", code, edges=[("a", "a", "1")]))
+    path = events_file(tmp_path / "e.qt", [(0, 1)])
+    assert sorted(run(rec, path, "eta")) == ["f", "fine", "good", "tab"]
+    assert sorted(run(rec, path, "exact")) == ["chn_hist", "f", "fine", "good", "last_value",
+                                                "my_start", "tab"]
+
+
+# A16: histogram clear ---------------------------------------------------------------------------
+def test_histogram_clear(tmp_path):
+    rec = recipe(rfile_vi(), vi("c", "CLOCK(c)\nHISTOGRAM(h,(10,10))\n"
+                                "a--1-->a:\n    c.start()\na--2-->a:\n    c.stop()\n"
+                                "    h.record(c)\na--3-->a:\n    h.clear()",
+                                edges=[("a", "a", "1,2,3")]))
+    ev = [(0, 1), (15, 2), (100, 3), (200, 1), (235, 2)]
+    h = run(rec, events_file(tmp_path / "e.qt", ev), "exact")["h"]
+    assert np.nonzero(h)[0].tolist() == [3] and h.sum() == 1
+
+
+# A17: a window with only overflow records does not end the analysis ---------------------------
+def test_eventless_window_does_not_stop(tmp_path):
+    from etaflow.formats.picoquant import PtuRecordType, write_ptu
+    recs = np.array([0x0000000A, 0xFE000001, 0xFE000001, 0x00000014, 0x0000001E,
+                     0x0200001E + 10], np.uint32)
+    path = tmp_path / "a17.ptu"
+    write_ptu(path, recs, PtuRecordType.HydraHarp2T2, 1e-12)
+    rec = recipe(rfile_vi("RFILE(f,[0,1,2])"), vi("n", "INTEGER(got)\nTABLE(ts,[4])\n"
+                                                   "a--1-->a:\n    {{\n        ts[got] = AbsTime_ps\n"
+                                                   "        got += 1\n    }}\n"
+                                                   "a--2-->a:\n    {{\n        ts[got] = AbsTime_ps\n"
+                                                   "        got += 1\n    }}",
+                                                   edges=[("a", "a", "1,2")]))
+    for mode in ("eta", "exact"):
+        r = run(rec, path, mode, read_events=1)
+        assert r["ts"].tolist() == [10, 67108884, 67108894, 67108904]
+
+
+# tie order ----------------------------------------------------------------------------------------
+def test_tie_order_two_rfiles_and_virtual_channels(tmp_path):
+    """n = 5 leaves (2 RFILEs + virtual 5..7): ties go f2 > f1 > v7 > v6 > v5 (spec 4.2)."""
+    rec = recipe(vi("src", "RFILE(f,[0,1])\nRFILE(g,[2,3])", states=("s",)),
+                 vi("d", "a--0-->a:\n    emit(5,0)\n    emit(6,0)\n    emit(7,0)",
+                    edges=[("a", "a", "0")]),
+                 vi("log", "TABLE(log,[10])\nINTEGER(k)\n"
+                    "a--0,2,5,6,7-->a:\n    {{\n        log[k] = chn\n        k += 1\n    }}",
+                    edges=[("a", "a", "0,2,5,6,7")]))
+    pf = events_file(tmp_path / "f.qt", [(100, 0), (1000, 1)])
+    pg = events_file(tmp_path / "g.qt", [(100, 0), (1000, 1)])   # raw 0 + offset 2 -> channel 2
+    for mode in ("eta", "exact"):
+        eta = ETA(rec, mode=mode)
+        r = eta.run({"f": eta.clips(pf), "g": eta.clips(pg)})
+        assert r["log"][:5].tolist() == [2, 0, 7, 6, 5]
+
+
+def test_keyword_arguments_work(tmp_path):
+    rec = recipe(rfile_vi(), vi("k", "INTEGER(x, init_value=5)\nCLOCK(c, max_start=3)\n"
+                                "HISTOGRAM(h, dims=(10, 10))\na--1-->a:\n    c.start()\n"
+                                "a--2-->a:\n    c.stop()\n    h.record_all(c)",
+                                edges=[("a", "a", "1,2")]))
+    r = run(rec, events_file(tmp_path / "e.qt", [(0, 1), (10, 1), (20, 1), (25, 2)]), "exact")
+    assert int(r["x"]) == 5 and np.nonzero(r["h"])[0].tolist() == [0, 1, 2]
+
+
+def test_last_sync_on_t3(tmp_path):
+    """start(LAST_SYNC): ETA folds with the truncated period; exact mode with the exact one."""
+    from etaflow.formats import _pq_encode as E
+    from etaflow.formats.picoquant import PtuRecordType, write_ptu
+    period = 12_512.587663189168
+    nsync = np.array([0, 1000, 100_000, 10_000_000], np.int64)
+    dtime = np.array([10, 20, 30, 40], np.int64)
+    path = tmp_path / "t3.ptu"
+    write_ptu(path, E.encode_t3(nsync, dtime, np.zeros(4, np.int64)), PtuRecordType.HydraHarp2T3,
+              period * 1e-12, 16e-12)
+    rec = recipe(rfile_vi("RFILE(f,[0,1])"),
+                 vi("l", "CLOCK(c)\nHISTOGRAM(h,(50000,1))\na--0-->a:\n    c.stop()\n"
+                         "    c.start(LAST_SYNC)\n    h.record(c)", edges=[("a", "a", "0")]))
+    hx = run(rec, path, "exact")["h"]
+    assert np.nonzero(hx)[0].tolist() == (dtime * 16).tolist()
+    he = run(rec, path, "eta")["h"]
+    t = nsync * 12512 + dtime * 16          # ETA's times: truncated period
+    assert np.nonzero(he)[0].tolist() == sorted((t % 12512).tolist())
