@@ -276,3 +276,71 @@ def test_last_sync_on_t3(tmp_path):
     he = run(rec, path, "eta")["h"]
     t = nsync * 12512 + dtime * 16          # ETA's times: truncated period
     assert np.nonzero(he)[0].tolist() == sorted((t % 12512).tolist())
+
+
+def test_start_syncs_fills_the_ring_with_the_sync_grid(tmp_path):
+    from etaflow.formats import _pq_encode as E
+    from etaflow.formats.picoquant import PtuRecordType, write_ptu
+    path = tmp_path / "t3.ptu"
+    write_ptu(path, E.encode_t3(np.array([50]), np.array([5]), np.array([0])),
+              PtuRecordType.HydraHarp2T3, 10e-9, 1e-12)          # 10 000 ps sync, exact
+    rec = recipe(rfile_vi("RFILE(f,[0,1])"),
+                 vi("s", "CLOCK(c,4,1)\nHISTOGRAM(h,(100,1000))\na--0-->a:\n    c.start(SYNCS)\n"
+                         "    c.stop()\n    h.record_all(c)", edges=[("a", "a", "0")]))
+    for mode, want in (("eta", [0, 10, 20]), ("exact", [0, 10, 20, 30])):
+        h = run(rec, path, mode)["h"]
+        # T = 500 005 ps; syncs at 500 000, 490 000, ...: ETA's ring keeps size-1 = 3 of them,
+        # exact mode the 4 the clock declares
+        assert np.nonzero(h)[0].tolist() == want
+
+
+def test_sort_single_clocks(tmp_path):
+    rec = recipe(rfile_vi(), vi("s", "CLOCK(a1)\nCLOCK(a2)\nTABLE(out,[2])\n"
+                                "a--1-->a:\n    a1.stop(50)\n    a2.stop(20)\n"
+                                "    [a1,a2].sort('stop')\n    {{\n        out[0] = a1_stop_rec\n"
+                                "        out[1] = a2_stop_rec\n    }}", edges=[("a", "a", "1")]))
+    r = run(rec, events_file(tmp_path / "e.qt", [(0, 1)]), "exact")
+    assert r["out"].tolist() == [20, 50]
+
+
+def test_full_virtual_queue_is_an_error(tmp_path):
+    rec = recipe(rfile_vi(), vi("q", "VFILE(9, 4)\na--1-->a:\n    emit(9, 1000000)",
+                                edges=[("a", "a", "1")]),
+                 vi("n", "INTEGER(got)\na--9-->a:\n    got += 1", edges=[("a", "a", "9")]))
+    path = events_file(tmp_path / "e.qt", [(k, 1) for k in range(10)])
+    with pytest.raises((ef.RunError, ef.RecipeError), match="queue full"):
+        run(rec, path, "exact")
+
+
+def test_recipe_syntax_error_names_vi_line_and_column(tmp_path):
+    rec = recipe(rfile_vi(), vi("bad", "CLOCK(c)\na--1-->a:\n    c.start(\n", edges=[("a", "a", "1")]))
+    with pytest.raises(ef.RecipeError) as e:
+        ETA(rec)
+    assert e.value.vi == "bad" and e.value.line == 3 and "syntax error" in str(e.value)
+    rec = recipe(rfile_vi(), vi("bad2", "CLOCK(c)\nb--1-->a:\n    c.start()", edges=[("a", "a", "1")]))
+    with pytest.raises(ef.RecipeError, match="state 'b' is not on the state diagram") as e:
+        ETA(rec)
+    assert (e.value.vi, e.value.line, e.value.column) == ("bad2", 2, 1)
+    rec = recipe(rfile_vi(), vi("bad3", "a--1-->a:\n    h.record(c)", edges=[("a", "a", "1")]))
+    with pytest.raises(ef.RecipeError, match="'h' is not declared"):
+        ETA(rec)
+
+
+def test_two_rfiles_with_global_time_shift(tmp_path):
+    """Multi-source correlation: the second file's Clips carry a GlobalTimeShift."""
+    rec = recipe(vi("src", "RFILE(f,[0,1])\nRFILE(g,[2,3])", states=("s",)),
+                 vi("c", "CLOCK(c)\nHISTOGRAM(h,(100,10))\na--1-->a:\n    c.start()\n"
+                         "a--3-->a:\n    c.stop()\n    h.record(c)", edges=[("a", "a", "1,3")]))
+    times = [1000 * k for k in range(1, 50)]
+    pf = events_file(tmp_path / "f.qt", [(t, 1) for t in times])
+    pg = events_file(tmp_path / "g.qt", [(t, 1) for t in times])   # raw 1 + offset 2 = 3
+
+    def shifted(path, shift):
+        for clip in ETA().clips(path, read_events=7):
+            clip.GlobalTimeShift = shift
+            yield clip
+    for mode in ("eta", "exact"):
+        eta = ETA(rec, mode=mode)
+        r = eta.run({"f": eta.clips(pf, read_events=5), "g": shifted(pg, 250)})
+        assert np.nonzero(r["h"])[0].tolist() == [25]
+        assert r["h"][25] >= 48

@@ -167,3 +167,26 @@ def last_sync(T, sync_int, sync_exact, exact):
         if s2 <= T:
             s = s2
     return s
+
+
+@kernel
+def fill_syncs(tab, T, sync_int, sync_exact, exact):
+    """``start(SYNCS)``: refill a start ring with the sync times at or below T, newest at
+    head-1, as ETA does (head = size-1, going down while the time stays >= one period)."""
+    size = tab.shape[0]
+    head = size - 1
+    tail = head - 1
+    k = 0
+    v = last_sync(T, sync_int, sync_exact, exact)
+    period = sync_exact if (exact and sync_exact > 0.0) else np.float64(sync_int)
+    base = v
+    tab[tail] = v
+    while v >= sync_int and tail > 0:
+        tail -= 1
+        k += 1
+        if exact and sync_exact > 0.0:
+            v = np.int64(np.round(np.round(base / period) * period - k * period))
+        else:
+            v -= sync_int
+        tab[tail] = v
+    return head, tail

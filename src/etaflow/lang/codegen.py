@@ -683,11 +683,20 @@ class GroupCompiler:
         if a == "LAST_SYNC":
             return "_rt.last_sync(AbsTime_ps, SYNCRate_pspr, _e_sync_exact, _e_exact)"
         if a == "SYNCS":
-            raise self.err("start(SYNCS) is not supported yet", p.name, ins)
+            if side != "start" or sym.info["max_start"] <= 1:
+                raise self.err("start(SYNCS) needs a clock with several starts, e.g. "
+                               f"CLOCK({sym.name}, 100, 1)", p.name, ins)
+            return "SYNCS"
         return f"({a})"
 
     def _clock_start(self, p, ins, sym, prefix):
-        self._clock_side(p, ins, sym, "start", self._clock_value(p, ins, sym, "start"))
+        value = self._clock_value(p, ins, sym, "start")
+        if value == "SYNCS":
+            c = sym.name
+            self.e(f"{c}_start_head, {c}_start_tail = _rt.fill_syncs({c}_start_tab, AbsTime_ps, "
+                   "SYNCRate_pspr, _e_sync_exact, _e_exact)")
+            return
+        self._clock_side(p, ins, sym, "start", value)
 
     def _clock_stop(self, p, ins, sym, prefix):
         self._clock_side(p, ins, sym, "stop", self._clock_value(p, ins, sym, "stop"))
