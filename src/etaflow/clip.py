@@ -384,7 +384,7 @@ def clip_file(filename, modify_clip=None, read_events=0, seek_event=-1, format=-
         return False
     n = (min(size, want) - start_byte) // rs
     if n <= 0:
-        log.info("%s is not long enough for the Clip, False is returned.", filename)
+        log.debug("%s is not long enough for the Clip, False is returned.", filename)
         return False
 
     state = _state_at(clip, target)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,6 +48,7 @@ class ETA:
         self._programs: dict = {}
         self._callbacks: dict = {}
         self.executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+        self._stop = threading.Event()     # set by request_stop(): running analyses end soon
         if recipe is not None:
             self.load_recipe(recipe)
 
@@ -125,9 +127,9 @@ class ETA:
             background = not return_results
         if background:
             task.thread = self.executor.submit(run_task, task, sources, max_autofeed,
-                                               stop_with_source)
+                                               stop_with_source, self._stop.is_set)
         else:
-            run_task(task, sources, max_autofeed, stop_with_source)
+            run_task(task, sources, max_autofeed, stop_with_source, self._stop.is_set)
         if not return_task and not return_results:
             raise ValueError("ETA.run: set return_task or return_results, or nothing is returned")
         if return_results:
@@ -169,6 +171,13 @@ class ETA:
         return out
 
     aggregate = aggregrate
+
+    def request_stop(self) -> None:
+        """Make running analyses of this object stop at the next chunk (RunStopped)."""
+        self._stop.set()
+
+    def clear_stop(self) -> None:
+        self._stop.clear()
 
     # --- callbacks ------------------------------------------------------------------------------
     def add_callback(self, name, fn):

@@ -28,12 +28,16 @@ from ..errors import RunError
 from ..formats import base as B
 from ..lang.codegen import S_FIRST, S_SYNC, GroupProgram
 
-__all__ = ["Task", "run_task", "DEFAULT_LOOKAHEAD_PS", "CHUNK_EVENTS"]
+__all__ = ["Task", "run_task", "RunStopped", "DEFAULT_LOOKAHEAD_PS", "CHUNK_EVENTS"]
 
 INF = 9223372036854775807
 CHUNK_EVENTS = 1 << 16
 DEFAULT_LOOKAHEAD_PS = 1_000_000          # 1 us: quTAG disorder (<= 86 ns), T3 dtime spans
 RET_END, RET_INTERRUPT, RET_ABORT = -1, -2, -3
+
+
+class RunStopped(RunError):
+    """The analysis was stopped from outside (Backend stop request); the task can be resumed."""
 
 
 class SourceState:
@@ -297,9 +301,12 @@ def _fetch(sources, name: str, max_autofeed: int):
     return next(src, None)
 
 
-def run_task(task: Task, sources, max_autofeed: int = 0, stop_with_source: bool = True) -> int:
+def run_task(task: Task, sources, max_autofeed: int = 0, stop_with_source: bool = True,
+             should_stop=None) -> int:
     """Run ``task`` over ``sources`` until the data end, an interrupt or ``max_autofeed`` feeds.
-    Returns the number of interrupts seen (ETA's mainloop return sum)."""
+    Returns the number of interrupts seen (ETA's mainloop return sum). ``should_stop()`` is
+    polled between chunks (every 64 k events at most); when it is true, RunStopped is raised and
+    the task stays resumable."""
     if task.timing[0] is None:
         task.timing[0] = time.time()
     exact = task.mode == "exact"
@@ -310,6 +317,8 @@ def run_task(task: Task, sources, max_autofeed: int = 0, stop_with_source: bool 
     interrupts = 0
     S, sc = task.S, task.program.scalars
     while True:
+        if should_stop is not None and should_stop():
+            raise RunStopped("the analysis was stopped")
         # like ETA's feeder: before calling the program, give every source that waits for an
         # event something to read
         for s in task.sources:

@@ -1,0 +1,1 @@
+"""Names that ETA's Script Panels import, resolved inside the panel runtime only."""
