@@ -23,7 +23,8 @@ import types
 
 import numpy as np
 
-from ..clip import Clip
+from .._jit import kernel
+from ..clip import Clip, _check_bad
 from ..errors import RunError
 from ..formats import base as B
 from ..lang.codegen import S_FIRST, S_SYNC, GroupProgram
@@ -38,6 +39,14 @@ RET_END, RET_INTERRUPT, RET_ABORT = -1, -2, -3
 
 class RunStopped(RunError):
     """The analysis was stopped from outside (Backend stop request); the task can be resumed."""
+
+
+@kernel
+def _is_sorted(t):
+    for i in range(1, t.shape[0]):
+        if t[i] < t[i - 1]:
+            return False
+    return True
 
 
 class SourceState:
@@ -127,20 +136,25 @@ class Task:
             ip, fp = info.params(eta=not exact, channel_offset=s.channel_offset,
                                  marker_offset=s.marker_offset,
                                  time_shift=int(s.clip.GlobalTimeShift))
-            if s.out_t is None:          # one decode buffer per source, reused chunk after chunk
-                s.out_t = np.empty(CHUNK_EVENTS, np.int64)
-                s.out_c = np.empty(CHUNK_EVENTS, np.uint8)
+            # exact mode keeps the held-back events at the front of the decode buffer, so the
+            # kernel appends behind them and nothing is copied chunk by chunk
+            p = len(s.pending_t) if exact else 0
+            if s.out_t is None or len(s.out_t) < p + CHUNK_EVENTS:
+                s.out_t = np.empty(p + CHUNK_EVENTS, np.int64)
+                s.out_c = np.empty(p + CHUNK_EVENTS, np.uint8)
             out_t, out_c = s.out_t, s.out_c
+            if p:
+                out_t[:p] = s.pending_t
+                out_c[:p] = s.pending_c
             e = np.zeros(0, np.int64)
             s.chunk_first_rec = s.next_rec
             nxt, n = info.kernel(s.clip.array(), s.next_rec, s.clip.records(), s.state, ip, fp,
-                                 out_t, out_c, e, e)
-            from ..clip import _check_bad
+                                 out_t[p:p + CHUNK_EVENTS], out_c[p:p + CHUNK_EVENTS], e, e)
             _check_bad(info, s.state, s.clip.filename)
             s.next_rec = nxt
             if nxt >= s.clip.records() and s.clip._end_state is None:
                 s.clip._end_state = s.state.copy()   # the next window starts from here
-            t, c = out_t[:n], out_c[:n]
+            t, c = out_t[:p + n], out_c[:p + n]
             if exact:
                 t, c = self._reorder(s, t, c, final=False)
             if len(t):
@@ -149,13 +163,11 @@ class Task:
         return False
 
     def _reorder(self, s: SourceState, t, c, final: bool):
-        """Bounded look-ahead sort: events earlier than (latest - lookahead) are final."""
-        if len(s.pending_t):
-            t = np.concatenate([s.pending_t, t])
-            c = np.concatenate([s.pending_c, c])
+        """Bounded look-ahead sort of ``t`` (held-back events first, then new ones): events
+        earlier than (latest - lookahead) are final, the rest is held back again."""
         if len(t) == 0:
             return t, c
-        if len(t) > 1 and not np.all(t[1:] >= t[:-1]):
+        if len(t) > 1 and not _is_sorted(t):
             order = np.argsort(t, kind="stable")
             t, c = t[order], c[order]
         if t[0] < s.last_out:
@@ -175,7 +187,7 @@ class Task:
     def _flush(self, s: SourceState) -> bool:
         if self.mode != "exact" or not len(s.pending_t):
             return False
-        t, c = self._reorder(s, np.zeros(0, np.int64), np.zeros(0, np.uint8), final=True)
+        t, c = self._reorder(s, s.pending_t.copy(), s.pending_c.copy(), final=True)
         if len(t):
             self._set_chunk(s, t, c)
             return True
