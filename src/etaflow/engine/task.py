@@ -66,6 +66,7 @@ class SourceState:
         self.last_out = -INF                       # latest time handed to the engine
         self.exhausted = False                     # no more Clips
         self.out_t = self.out_c = None             # reused decode buffers
+        self.user_clip = None                      # the Clip object the caller handed over
 
 
 class Task:
@@ -154,6 +155,10 @@ class Task:
             s.next_rec = nxt
             if nxt >= s.clip.records() and s.clip._end_state is None:
                 s.clip._end_state = s.state.copy()   # the next window starts from here
+                u = s.user_clip
+                if u is not None and u.buffer is s.clip.buffer and \
+                        u.fseekpoint == s.clip.fseekpoint and u._end_state is None:
+                    u._end_state = s.state.copy()
             t, c = out_t[:p + n], out_c[:p + n]
             if exact:
                 t, c = self._reorder(s, t, c, final=False)
@@ -198,6 +203,14 @@ class Task:
             raise RunError(f"source {s.name!r} yielded {type(clip).__name__}, not a Clip")
         if clip.validate() is None:
             raise RunError(f"an empty Clip was given for RFILE {s.name!r}")
+        # Like ETA's reader slot, the engine keeps its own copy of the Clip's fields: a caller
+        # may refill the same Clip (clip_file(modify_clip=...)) while this task still reads it.
+        # The caller's Clip must not refill our buffer in place either.
+        s.user_clip = clip
+        clip._owns_buffer = False
+        snap = clip.copy()
+        snap.next_RecID_in_batch = clip.next_RecID_in_batch
+        clip = snap
         s.clip = clip
         s.next_rec = clip.next_RecID_in_batch
         s.state = clip.start_state()
@@ -328,6 +341,13 @@ def run_task(task: Task, sources, max_autofeed: int = 0, stop_with_source: bool 
     feeds = 0
     interrupts = 0
     S, sc = task.S, task.program.scalars
+    for s in task.sources:
+        # a resumed run brings new sources: a source that ran dry may deliver again
+        if s.exhausted or S[sc[f"_e_done{s.id}"][0]]:
+            s.exhausted = False
+            if S[sc[f"_e_done{s.id}"][0]]:
+                S[sc[f"_e_done{s.id}"][0]] = 0
+                S[sc[f"_e_needpop{s.id}"][0]] = 1
     while True:
         if should_stop is not None and should_stop():
             raise RunStopped("the analysis was stopped")
