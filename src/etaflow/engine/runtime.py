@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import inline_kernel as kernel
+from .._jit import inline_kernel, kernel
 
 INF = np.int64(9223372036854775807)
 
@@ -94,7 +94,7 @@ def vq_push_front(VQ, VQI, v, t):
     return True
 
 
-@kernel
+@inline_kernel
 def vq_pop(VQ, VQI, v):
     count = VQI[v, 3]
     if count == 0:
@@ -135,7 +135,7 @@ def vchn_next(PT, PF, PC, VQ, VQI, n, r, f):
 
 # --- clocks -------------------------------------------------------------------------------------
 
-@kernel
+@inline_kernel
 def ring_append(tab, head, tail, value):
     """Returns the new (head, tail)."""
     size = tab.shape[0]
@@ -150,7 +150,7 @@ def ring_append(tab, head, tail, value):
     return head, tail
 
 
-@kernel
+@inline_kernel
 def last_sync(T, sync_int, sync_exact, exact):
     """Time of the sync at or before T: ETA's ``T - T % SYNCRate_pspr``; exact mode the nearest
     exact sync time round(k x period) not after T."""

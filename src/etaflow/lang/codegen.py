@@ -32,6 +32,9 @@ __all__ = ["GroupProgram", "compile_group_source"]
 INF = 9223372036854775807
 DEFAULT_VFILE_SIZE = 2097152
 
+# up to this many sources keep their pending head events in local variables (registers)
+LOCAL_LEAVES = 6
+
 # engine scalars at fixed positions of S
 S_ABSTIME, S_FILEID, S_CHN, S_INTERRUPT, S_FIRST, S_RET, S_SYNC = range(7)
 S_FIXED = 8
@@ -302,11 +305,15 @@ class GroupCompiler:
             self.vmin, self.V = 0, 0
         self.n = self.R + self.V
         self.P = 2 ** (2 * max(self.n, 1)).bit_length()
-        idx = S_FIXED
+        # leaf f (pending head event of source f): time at S[LTB + f], channel at S[LCB + f];
+        # few leaves live in local variables (registers) inside the loop, many stay in S
+        self.leaf_locals = self.n <= LOCAL_LEAVES
+        self.LTB, self.LCB = S_FIXED, S_FIXED + self.n
         for f in range(self.n):
-            self.scalars[f"_e_lt{f}"] = (idx, INF)
-            self.scalars[f"_e_lc{f}"] = (idx + 1, self.vmin + f - self.R if f >= self.R else 255)
-            idx += 2
+            self.scalars[f"_e_lt{f}"] = (self.LTB + f, INF)
+            self.scalars[f"_e_lc{f}"] = (self.LCB + f,
+                                         self.vmin + f - self.R if f >= self.R else 255)
+        idx = S_FIXED + 2 * self.n
         for i in range(self.R):
             for what in ("pos", "needpop", "done"):
                 self.scalars[f"_e_{what}{i}"] = (idx, 1 if what == "needpop" else 0)
@@ -352,6 +359,7 @@ class GroupCompiler:
         e("import numba as nb")
         e("from etaflow.engine import runtime as _rt")
         e("INF = 9223372036854775807")
+        e(f"_E_ORDER = {tuple(self._tie_order()[1:])!r}   # sources by tie priority (spec 4.2)")
         e("")
         tables = ", ".join(t[0] for t in self.tables)
         srcs = ", ".join(f"_e_src{r}_t, _e_src{r}_c" for r in range(self.R))
@@ -368,7 +376,7 @@ class GroupCompiler:
         e("eta_ret = 0")
         e("_e_ret = -1")
         e("_e_go = True")
-        for name, (i, _) in self.scalars.items():
+        for name, (i, _) in self._local_scalars():
             e(f"{name} = S[{i}]")
         # first entry: code before the first header runs once (exact mode)
         e(f"if S[{S_FIRST}] == 0:")
@@ -389,12 +397,12 @@ class GroupCompiler:
             e(f"if _e_go and _e_needpop{r}:")
             e.indent()
             e(f"if _e_pos{r} < _e_src{r}_t.shape[0]:")
-            e(f"    _e_lt{r} = _e_src{r}_t[_e_pos{r}]")
-            e(f"    _e_lc{r} = _e_src{r}_c[_e_pos{r}]")
+            e(f"    {self._lt(r)} = _e_src{r}_t[_e_pos{r}]")
+            e(f"    {self._lc(r)} = _e_src{r}_c[_e_pos{r}]")
             e(f"    _e_pos{r} += 1")
             e(f"    _e_needpop{r} = 0")
             e(f"elif _e_done{r}:")
-            e(f"    _e_lt{r} = INF")
+            e(f"    {self._lt(r)} = INF")
             e(f"    _e_needpop{r} = 0")
             e("else:")
             e(f"    _e_ret = {r}")
@@ -405,15 +413,24 @@ class GroupCompiler:
         e.indent()
         # the next event: smallest time; on equal times ETA's tournament tree lets the leaf
         # with the largest key win (spec 4.2), so leaves are scanned in that order with '<'
-        f0 = order[0]
-        e(f"_e_t = _e_lt{f0}")
-        e(f"_e_f = {f0}")
-        e(f"_e_c = _e_lc{f0}")
-        for f in order[1:]:
-            e(f"if _e_lt{f} < _e_t:")
-            e(f"    _e_t = _e_lt{f}")
-            e(f"    _e_f = {f}")
-            e(f"    _e_c = _e_lc{f}")
+        if self.leaf_locals:
+            f0 = order[0]
+            e(f"_e_t = _e_lt{f0}")
+            e(f"_e_f = {f0}")
+            e(f"_e_c = _e_lc{f0}")
+            for f in order[1:]:
+                e(f"if _e_lt{f} < _e_t:")
+                e(f"    _e_t = _e_lt{f}")
+                e(f"    _e_f = {f}")
+                e(f"    _e_c = _e_lc{f}")
+        else:
+            e(f"_e_t = S[{self.LTB + order[0]}]")
+            e(f"_e_f = {order[0]}")
+            e("for _e_g in _E_ORDER:")
+            e(f"    if S[{self.LTB} + _e_g] < _e_t:")
+            e(f"        _e_t = S[{self.LTB} + _e_g]")
+            e("        _e_f = _e_g")
+            e(f"_e_c = S[{self.LCB} + _e_f]")
         e("if _e_t == INF:")
         e("    _e_ret = -1")
         e("    break")
@@ -421,9 +438,13 @@ class GroupCompiler:
         e("fileid = _e_f")
         e("AbsTime_ps = _e_t")
         # a virtual channel's next queued event replaces its head before the event is processed
-        for f in range(self.R, self.n):
-            e(f"{'if' if f == self.R else 'elif'} _e_f == {f}:")
-            e(f"    _e_lt{f} = _rt.vq_pop(VQ, VQI, {f - self.R})")
+        if self.leaf_locals:
+            for f in range(self.R, self.n):
+                e(f"{'if' if f == self.R else 'elif'} _e_f == {f}:")
+                e(f"    _e_lt{f} = _rt.vq_pop(VQ, VQI, {f - self.R})")
+        elif self.V:
+            e(f"if _e_f >= {self.R}:")
+            e(f"    S[{self.LTB} + _e_f] = _rt.vq_pop(VQ, VQI, _e_f - {self.R})")
         self._dispatch()
         e("if INTERRUPT:")
         e.indent()
@@ -437,8 +458,8 @@ class GroupCompiler:
             e(f"if _e_f == {r}:")
             e.indent()
             e(f"if _e_pos{r} < _e_src{r}_t.shape[0]:")
-            e(f"    _e_lt{r} = _e_src{r}_t[_e_pos{r}]")
-            e(f"    _e_lc{r} = _e_src{r}_c[_e_pos{r}]")
+            e(f"    {self._lt(r)} = _e_src{r}_t[_e_pos{r}]")
+            e(f"    {self._lc(r)} = _e_src{r}_c[_e_pos{r}]")
             e(f"    _e_pos{r} += 1")
             e("else:")
             e(f"    _e_needpop{r} = 1")
@@ -450,7 +471,7 @@ class GroupCompiler:
         e(f"S[{S_ABSTIME}] = AbsTime_ps")
         e(f"S[{S_FILEID}] = fileid")
         e(f"S[{S_CHN}] = chn")
-        for name, (i, _) in self.scalars.items():
+        for name, (i, _) in self._local_scalars():
             e(f"S[{i}] = {name}")
         e(f"S[{S_RET}] += eta_ret")
         e("return _e_ret")
@@ -860,6 +881,19 @@ class GroupCompiler:
         e(f"        {sym.info['flag']} = 0")
 
     # emit -----------------------------------------------------------------------------------------
+    def _local_scalars(self):
+        """Scalars held in local variables inside mainloop (leaves only when there are few)."""
+        for name, v in self.scalars.items():
+            if not self.leaf_locals and name.startswith(("_e_lt", "_e_lc")):
+                continue
+            yield name, v
+
+    def _lt(self, f: int) -> str:
+        return f"_e_lt{f}" if self.leaf_locals else f"S[{self.LTB + f}]"
+
+    def _lc(self, f: int) -> str:
+        return f"_e_lc{f}" if self.leaf_locals else f"S[{self.LCB + f}]"
+
     def _tie_order(self) -> list:
         """Source ids by tie priority, first wins: ETA's tree lets the leaf at heap index
         i = n + f with the largest key (i+1) << (D - d(i)) win (spec 4.2)."""
@@ -887,6 +921,11 @@ class GroupCompiler:
                            "(declare them with VFILE(chn))", p.name, ins)
         e(f"_e_vt = {time_text}")
         e(f"_e_vch = {ch_text}")
+        if not self.leaf_locals:
+            e(f"if _e_vch < {self.vmin} or _e_vch > {self.vmin + self.V - 1}:")
+            e("    raise RuntimeError('emit into a channel that is not a declared virtual channel')")
+            self._vput_leaf(f"_e_vch - {self.vmin}")
+            return
         first = True
         for ch in sorted(self.vfiles):
             e(f"{'if' if first else 'elif'} _e_vch == {ch}:")
@@ -897,25 +936,31 @@ class GroupCompiler:
         e("else:")
         e(f"    raise RuntimeError('emit into a channel that is not a declared virtual channel')")
 
-    def _vput_leaf(self, v: int):
-        """Put the time ``_e_vt`` into virtual channel slot v (spec 4.3; exact mode keeps order)."""
+    def _vput_leaf(self, v):
+        """Put the time ``_e_vt`` into virtual channel slot v, a number or an expression
+        (spec 4.3; exact mode keeps each channel in time order)."""
         e = self.e
-        f = self.R + v
-        e(f"if _e_vt == INF:")
-        e(f"    _e_lt{f} = INF")
+        if isinstance(v, int):
+            lt = self._lt(self.R + v)
+            label = f"{self.vmin + v}"
+        else:
+            lt = f"S[{self.LTB + self.R} + ({v})]"
+            label = "' + str(_e_vch) + '"
+        e("if _e_vt == INF:")
+        e(f"    {lt} = INF")
         e(f"    VQI[{v}, 2] = 0")
         e(f"    VQI[{v}, 3] = 0")
-        e(f"elif _e_lt{f} == INF:")
-        e(f"    _e_lt{f} = _e_vt")
+        e(f"elif {lt} == INF:")
+        e(f"    {lt} = _e_vt")
         if self.exact:
-            e(f"elif _e_vt < _e_lt{f}:")
-            e(f"    if not _rt.vq_push_front(VQ, VQI, {v}, _e_lt{f}):")
-            e(f"        raise RuntimeError('virtual channel {self.vmin + v}: queue full; declare "
-              f"a larger VFILE({self.vmin + v}, size)')")
-            e(f"    _e_lt{f} = _e_vt")
+            e(f"elif _e_vt < {lt}:")
+            e(f"    if not _rt.vq_push_front(VQ, VQI, {v}, {lt}):")
+            e(f"        raise RuntimeError('virtual channel {label}: queue full; declare a larger "
+              f"VFILE(chn, size)')")
+            e(f"    {lt} = _e_vt")
         e(f"elif not _rt.vq_push(VQ, VQI, {v}, _e_vt, _e_exact):")
-        e(f"    raise RuntimeError('virtual channel {self.vmin + v}: queue full; declare a larger "
-          f"VFILE({self.vmin + v}, size)')")
+        e(f"    raise RuntimeError('virtual channel {label}: queue full; declare a larger "
+          f"VFILE(chn, size)')")
 
     def _emit(self, p, ins):
         ch = self._arg(ins, 0, "chn")

@@ -27,9 +27,28 @@ def cache_dir() -> str:
     return d
 
 
+def _runtime_fingerprint() -> str:
+    """numba's cache does not notice changes in functions a cached function calls, so the key
+    covers the source of the runtime helpers the generated programs call."""
+    global _RUNTIME_FP
+    if _RUNTIME_FP is None:
+        from ..engine import runtime
+        from .. import _jit
+        h = hashlib.sha256()
+        for mod in (runtime, _jit):
+            with open(mod.__file__, "rb") as f:
+                h.update(f.read())
+        _RUNTIME_FP = h.hexdigest()
+    return _RUNTIME_FP
+
+
+_RUNTIME_FP = None
+
+
 def load_program_module(source: str):
     from .. import __version__
-    key = hashlib.sha256(f"{source}\n{__version__}\n{numba.__version__}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{source}\n{__version__}\n{numba.__version__}\n"
+                         f"{_runtime_fingerprint()}".encode()).hexdigest()[:24]
     if key in _loaded:
         return _loaded[key]
     name = f"etaflow_g_{key}"
