@@ -155,8 +155,7 @@ def last_sync(T, sync_int, sync_exact, exact):
     """Time of the sync at or before T: ETA's ``T - T % SYNCRate_pspr``; exact mode the nearest
     exact sync time round(k x period) not after T."""
     if not exact or sync_exact <= 0.0:
-        if sync_int == 0:
-            return T
+        # a source without a sync period (T2, quTAG) has no last sync: ETA divides by zero too
         return T - T % sync_int
     k = np.int64(np.floor(T / sync_exact))
     s = np.int64(np.round(k * sync_exact))

@@ -226,6 +226,14 @@ class Task:
             else:
                 self.S[S_SYNC] = info.SYNCRate_pspr
                 self.sync_exact = 0.0
+            if self.S[S_SYNC] == 0 and self.program.sync_uses:
+                from ..errors import RecipeError
+                vi, line, col, src = self.program.sync_uses[0]
+                raise RecipeError(
+                    f"LAST_SYNC, SYNCS and infer_start_from_stop need the sync period of the "
+                    f"first RFILE, but {info.format_name} data ({s.name!r}) has none; use a T3 "
+                    "file or record the sync on a channel", vi=vi, line=line, column=col,
+                    source_line=src)
 
     def results(self, copy_arrays: bool = True) -> dict:
         out = {}
@@ -257,8 +265,10 @@ def _locate(program: GroupProgram, exc: Exception) -> Exception:
     """Turn an error raised while compiling or running generated code into a RecipeError that
     names the VI and recipe line (through the generated program's line map)."""
     import re
-    from ..errors import RecipeError
+    from ..errors import RecipeError, RunError
     text = str(exc)
+    if isinstance(exc, RuntimeError) and "queue full" in text:
+        return RunError(text)
     lines = [int(m) for m in re.findall(r'g_[0-9a-f]+\.py", line (\d+)', text)]
     if not lines:
         tb = exc.__traceback__
@@ -279,9 +289,6 @@ def _locate(program: GroupProgram, exc: Exception) -> Exception:
                 type(exc).__name__ else "error while running"
             return RecipeError(f"{kind}: {first.strip()}", vi=vi, line=line,
                                source_line=src[line - 1] if 0 < line <= len(src) else None)
-    if isinstance(exc, RuntimeError) and "queue full" in text:
-        from ..errors import RunError
-        return RunError(text)
     return exc
 
 

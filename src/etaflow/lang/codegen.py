@@ -32,6 +32,10 @@ __all__ = ["GroupProgram", "compile_group_source"]
 INF = 9223372036854775807
 DEFAULT_VFILE_SIZE = 2097152
 
+KNOWN_KEYWORDS = {"name", "signal_channels", "marker_channels", "chn", "size", "init_value",
+                  "dimension", "type", "max_start", "max_stop", "dims", "extra_dims", "num_slots",
+                  "flag_name", "threshold", "waittime", "period", "repeat"}
+
 # up to this many sources keep their pending head events in local variables (registers)
 LOCAL_LEAVES = 6
 
@@ -71,6 +75,7 @@ class GroupProgram:
     pool_size: int
     sync_from_rfile0: bool
     line_map: list = dataclasses.field(default_factory=list)   # generated line -> (vi, line)
+    sync_uses: list = dataclasses.field(default_factory=list)  # (vi, line, source) of LAST_SYNC..
     vi_sources: dict = dataclasses.field(default_factory=dict)  # vi -> substituted code text
 
 
@@ -137,6 +142,7 @@ class GroupCompiler:
         self.vfiles: dict[int, int] = {}     # channel -> queue size
         self.scalars: dict[str, tuple[int, int]] = {}
         self.tables: list = []
+        self.sync_uses: list = []     # where the code needs the sync period of RFILE 0
 
     # --- errors -------------------------------------------------------------------------------
     def err(self, msg, vi, ins: Instruction | None = None):
@@ -156,6 +162,11 @@ class GroupCompiler:
             return ins.args[i]
         if name in ins.kwargs:
             return ins.kwargs[name]
+        # ETA passes keyword arguments on as positional text, so a misspelt keyword such as
+        # INTEGER(x, initvalue=5) fills the next position: do the same for unknown keywords
+        unknown = [v for k, v in ins.kwargs.items() if k not in KNOWN_KEYWORDS]
+        if i - len(ins.args) < len(unknown):
+            return unknown[i - len(ins.args)]
         if default is not None or not required:
             return default
         raise RecipeError(f"{ins.name}() needs its argument {name!r}", line=ins.line,
@@ -181,6 +192,12 @@ class GroupCompiler:
             for sec in p.sections:
                 for ins in sec.instructions:
                     self._declaration(p.name, ins)
+        # infer_start_from_stop(SYNC) writes the INTEGER common_start (spec 3.7)
+        for p in self.parsed:
+            for sec in p.sections:
+                for ins in sec.instructions:
+                    if ins.name == "infer_start_from_stop" and "common_start" not in self.symbols:
+                        self._declare("INTEGER", "common_start", p.name, ins, init=0)
         # emits to literal channels declare virtual channels implicitly
         for p in self.parsed:
             for sec in p.sections:
@@ -501,6 +518,7 @@ class GroupCompiler:
                     for r in self.rfiles],
             vchannels=vch, vchn_offset=self.vmin, n_leaves=self.n, pool_size=self.P,
             sync_from_rfile0=bool(self.R), line_map=list(self.e.where),
+            sync_uses=list(self.sync_uses),
             vi_sources={p.name: p.source for p in self.parsed})
 
     # --- sections -------------------------------------------------------------------------------
@@ -701,6 +719,8 @@ class GroupCompiler:
         if not ins.args:
             return "AbsTime_ps"
         a = ins.args[0]
+        if a in ("LAST_SYNC", "SYNCS"):
+            self._note_sync(p, ins)
         if a == "LAST_SYNC":
             return "_rt.last_sync(AbsTime_ps, SYNCRate_pspr, _e_sync_exact, _e_exact)"
         if a == "SYNCS":
@@ -734,12 +754,10 @@ class GroupCompiler:
         if not ins.args or ins.args[0] != "SYNC":
             raise self.err("infer_start_from_stop takes the word SYNC", p.name, ins)
         names = [b for b, _ in objs]
+        self._note_sync(p, ins)
         for b in names:
             if b not in self.symbols or self.symbols[b].kind != "CLOCK":
                 raise self.err(f"{b!r} is not a CLOCK", p.name, ins)
-        if "common_start" not in self.symbols:
-            self._declare("INTEGER", "common_start", p.name, ins, init=0)
-            raise _Relayout()
         e("common_start = " + (f"min({', '.join(n + '_stop_rec' for n in names)})"
                                if len(names) > 1 else f"{names[0]}_stop_rec"))
         e("common_start = _rt.last_sync(common_start, SYNCRate_pspr, _e_sync_exact, _e_exact)")
@@ -881,6 +899,11 @@ class GroupCompiler:
         e(f"        {sym.info['flag']} = 0")
 
     # emit -----------------------------------------------------------------------------------------
+    def _note_sync(self, p, ins):
+        lines = p.source.split("\n")
+        self.sync_uses.append((p.name, ins.line, ins.col,
+                               lines[ins.line - 1] if 0 < ins.line <= len(lines) else None))
+
     def _local_scalars(self):
         """Scalars held in local variables inside mainloop (leaves only when there are few)."""
         for name, v in self.scalars.items():
@@ -980,19 +1003,6 @@ class GroupCompiler:
             self.e.dedent()
 
 
-class _Relayout(Exception):
-    """A declaration was discovered while generating code; generate again."""
-
-
 def compile_group_source(group: str, vis: list, params: dict, mode: str = "exact") -> GroupProgram:
     """Generate the program of ``group`` from ``vis`` = [(VI name, graph dict)] in table order."""
-    for _ in range(3):
-        gc = GroupCompiler(group, vis, params, mode)
-        try:
-            return gc.generate()
-        except _Relayout:
-            # infer_start_from_stop declares common_start; declare it up front and retry
-            vis = vis
-            extra = gc.symbols.get("common_start")
-            continue
-    raise RecipeError("internal error: code generation did not settle")
+    return GroupCompiler(group, vis, params, mode).generate()
