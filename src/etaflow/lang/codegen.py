@@ -370,7 +370,8 @@ class GroupCompiler:
         self.layout()
         e = _Emitter()
         self.e = e
-        e(f"# etaflow generated program: group {self.group!r}, mode {self.mode!r}. Do not edit.")
+        # the group's name stays out of the source: identical groups share one compiled program
+        e(f"# etaflow generated program, mode {self.mode!r}. Do not edit.")
         e("import math, cmath")
         e("import numpy as np")
         e("import numba as nb")
@@ -539,13 +540,28 @@ class GroupCompiler:
                 if gi not in by_chn[ch]:
                     by_chn[ch].append(gi)
         self._check_untriggered()
-        first = True
+        # generate each channel's block once; channels whose blocks are identical share one
+        # branch (a transition drawn on 16 channels is compiled once, not 16 times)
+        blocks: dict[str, list] = {}
         for ch in sorted(by_chn):
-            e(f"{'if' if first else 'elif'} chn == {ch}:")
+            sub = _Emitter()
+            outer, self.e = self.e, sub
+            try:
+                for gi in by_chn[ch]:
+                    self._dispatch_vi(gi, ch)
+            finally:
+                self.e = outer
+            key = sub.text()
+            blocks.setdefault(key, [ch, sub, []])[2].append(ch)
+        first = True
+        for _, sub, chans in blocks.values():
+            cond = " or ".join(f"chn == {c}" for c in chans)
+            e(f"{'if' if first else 'elif'} {cond}:")
             first = False
             e.indent()
-            for gi in by_chn[ch]:
-                self._dispatch_vi(gi, ch)
+            for line, where in zip(sub.lines, sub.where):
+                e(line, where)
+            e("pass")
             e.dedent()
 
     def _dispatch_vi(self, gi: int, ch: int):
