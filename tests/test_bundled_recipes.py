@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
+import subprocess
 import struct
 import threading
 import time
@@ -292,28 +294,27 @@ def test_multi_source_cross_correlation_with_time_shift(tmp_path):
 def test_realtime_growing_file_gives_the_whole_file_result(tmp_path, sim, mode):
     full = sim["hh-t2"]
     info = ef.open_source(full)
-    data = pathlib.Path(full).read_bytes()
-    head, body = data[: info.data_offset], data[info.data_offset:]
     growing = tmp_path / "growing.ptu"
 
-    def writer():
-        time.sleep(0.2)                    # the panel waits for the file to appear
-        with open(growing, "wb") as f:
-            f.write(head)
-            f.flush()
-            step = 4 * 3001 + 2            # chunks that end inside a record
-            for i in range(0, len(body), step):
-                f.write(body[i: i + step])
-                f.flush()
-                time.sleep(0.02)
-
-    th = threading.Thread(target=writer)
-    th.start()
+    # a separate writer process appends the records while the panel reads the file
+    writer = (
+        "import sys, time\n"
+        "src, dst, off = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
+        "data = open(src, 'rb').read()\n"
+        "time.sleep(0.2)                     # the panel waits for the file to appear\n"
+        "with open(dst, 'wb') as f:\n"
+        "    f.write(data[:off]); f.flush()\n"
+        "    step = 4 * 3001 + 2             # chunks that end inside a record\n"
+        "    for i in range(off, len(data), step):\n"
+        "        f.write(data[i:i + step]); f.flush(); time.sleep(0.02)\n")
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(full), str(growing),
+                             str(info.data_offset)])
     try:
         g, log = run_panel("Realtime", "realtime", tmp_path, file=growing, interval=0.05,
                            idle_timeout=1.5, records_per_update=8000, mode=mode)
     finally:
-        th.join()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
     t, c = ef.read_events(full)
     np.testing.assert_array_equal(g["result"]["coincidences"],
                                   two_sided_oracle(t[c == 1], t[c == 2], 10_000, 16))
