@@ -44,6 +44,7 @@ RUNS = {
     ("Lifetime-qutag.eta", "display"): "qutag",
     ("Oscilloscope_QuTAG.eta", "display"): "qutag",
     ("tests-Correlation.eta", "txt 2 graph (zoom-in)"): "t2-txt",
+    ("Correlation.eta", "txt 2 graph (zoom-in)"): "t2-txt",
 }
 # (recipe, panel) -> (exception text that must appear, why)
 FAILS = {
