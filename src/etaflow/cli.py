@@ -117,7 +117,9 @@ class _Progress:
         self.last = ""
 
     def update(self, m):
-        text = f"\r{m.get('msg', '')}"
+        pct = float(m.get("percent", 0))
+        bar = "#" * int(pct / 5) + "." * (20 - int(pct / 5))
+        text = f"\r[{bar}] {pct:5.1f}%"
         if text != self.last:
             sys.stderr.write(text)
             sys.stderr.flush()

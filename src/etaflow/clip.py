@@ -458,7 +458,7 @@ def _windows(filename, modify_clip, read_events, seek_event, format, wait_timeou
             return
         done = 100.0 * (cur.fseekpoint + cur.batch_actualread_length) / max(os.path.getsize(filename), 1)
         if done - progress > 5:
-            log.info("Progress %.0f%% of %s", done, filename)
+            log.info("Progress %.0f%% of %s", done, filename, extra={"progress": done})
             progress = done
         yield cur
         counter += 1

@@ -72,6 +72,9 @@ class _Forward(logging.Handler):
             msg = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:
                 msg += f": {record.exc_info[1]}"
+            if hasattr(record, "progress"):        # window progress of clips(): a progress bar
+                self.send({"op": "progress", "msg": msg, "percent": float(record.progress)})
+                return
             self.send({"op": "err" if record.levelno >= logging.WARNING else "log", "msg": msg})
         except Exception:       # a logging handler must never raise
             pass
