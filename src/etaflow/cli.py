@@ -83,6 +83,9 @@ def _cmd_run(args) -> int:
         op, msg = m.get("op"), m.get("msg", "")
         if op == "progress" and progress:
             progress.update(m)
+            return
+        if progress:
+            progress.close()
         elif op in ("log", "display", "dash") or (op not in ("err", "running", "paused",
                                                              "finished", "discard", "progress")):
             if msg or op in ("dash",):
@@ -128,6 +131,8 @@ class _Progress:
     def close(self):
         if self.last:
             sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.last = ""
 
 
 def _recipes_dir() -> str:
