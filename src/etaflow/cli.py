@@ -86,7 +86,7 @@ def _cmd_run(args) -> int:
             return
         if progress:
             progress.close()
-        elif op in ("log", "display", "dash") or (op not in ("err", "running", "paused",
+        if op in ("log", "display", "dash") or (op not in ("err", "running", "paused",
                                                              "finished", "discard", "progress")):
             if msg or op in ("dash",):
                 print(msg or m.get("url-dash", ""), flush=True)
