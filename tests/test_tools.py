@@ -344,3 +344,17 @@ def test_two_rfiles_with_global_time_shift(tmp_path):
         r = eta.run({"f": eta.clips(pf, read_events=5), "g": shifted(pg, 250)})
         assert np.nonzero(r["h"])[0].tolist() == [25]
         assert r["h"][25] >= 48
+
+
+def test_a_fileless_simulation_can_be_stopped():
+    """A group with no RFILE runs until abort(); eta.request_stop() still ends it."""
+    import threading
+    rec = recipe(vi("clock", "INTEGER(n)\nemit(1,10)\na--1-->a:\n    n += 1\n    emit(1,10)",
+                    edges=[("a", "a", "1")]))
+    eta = ETA(rec, mode="exact")
+    eta.create_task()
+    timer = threading.Timer(0.5, eta.request_stop)
+    timer.start()
+    with pytest.raises(ef.RunError, match="stopped"):
+        eta.run(None, stop_with_source=False)
+    timer.join()

@@ -34,7 +34,7 @@ __all__ = ["Task", "run_task", "RunStopped", "DEFAULT_LOOKAHEAD_PS", "CHUNK_EVEN
 INF = 9223372036854775807
 CHUNK_EVENTS = 1 << 16
 DEFAULT_LOOKAHEAD_PS = 1_000_000          # 1 us: quTAG disorder (<= 86 ns), T3 dtime spans
-RET_END, RET_INTERRUPT, RET_ABORT = -1, -2, -3
+RET_END, RET_INTERRUPT, RET_ABORT, RET_YIELD = -1, -2, -3, -4
 
 
 class RunStopped(RunError):
@@ -401,3 +401,6 @@ def run_task(task: Task, sources, max_autofeed: int = 0, stop_with_source: bool 
         if ret == RET_INTERRUPT:
             interrupts += 1
             entry = True
+            continue
+        if ret == RET_YIELD:          # a file-less group paused itself: not a new entry
+            continue

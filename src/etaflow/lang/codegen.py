@@ -427,8 +427,17 @@ class GroupCompiler:
             e("    _e_go = False")
             e.dedent()
         order = self._tie_order()
+        if not self.R:
+            e("_e_budget = 1 << 20")
         e("while _e_go:")
         e.indent()
+        if not self.R:
+            # a group without files never waits for data: hand control back now and then so
+            # a stop request or Ctrl-C can end a long simulation
+            e("_e_budget -= 1")
+            e("if _e_budget < 0:")
+            e("    _e_ret = -4")
+            e("    break")
         # the next event: smallest time; on equal times ETA's tournament tree lets the leaf
         # with the largest key win (spec 4.2), so leaves are scanned in that order with '<'
         if self.leaf_locals:
