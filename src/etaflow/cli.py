@@ -165,7 +165,7 @@ def _cmd_recipes(args) -> int:
 
 def _cmd_serve(args) -> int:
     from .server import serve
-    return serve(host=args.host, port=args.port, token=args.token)
+    return serve(host=args.host, port=args.port, token=args.token, mode=args.mode)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=None, help="default $ETA_PORT or 5678")
     sv.add_argument("--token", default=None,
                     help="access token (required to listen beyond loopback; or $ETAFLOW_TOKEN)")
+    sv.add_argument("--mode", choices=("exact", "eta"), default="exact",
+                    help="exact results (default) or ETA 0.9.9's numbers")
     sv.set_defaults(func=_cmd_serve)
     return p
 

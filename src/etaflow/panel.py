@@ -112,6 +112,7 @@ class Backend:
         self.on_message = on_message or (lambda m: None)
         self.kernel = PanelETA(self, mode)
         self.output_dir = output_dir
+        self.kernel.output_dir = output_dir     # where panels may save files (None: their choice)
         self.serve_displays = serve_displays
         self.displays: list = []          # what display() produced: paths or URLs
         self._servers: list = []

@@ -25,7 +25,8 @@ def _error(text: str) -> None:
     print(f"etaflow serve: error: {text}", file=sys.stderr, flush=True)
 
 
-def serve(host: str | None = None, port: int | None = None, token: str | None = None) -> int:
+def serve(host: str | None = None, port: int | None = None, token: str | None = None,
+          mode: str = "exact") -> int:
     """Run the backend until Ctrl-C (or ``/shutdown`` with the token). Returns an exit code:
     0 after a normal stop, 1 when the server cannot start (port in use, aiohttp missing), 2 for
     a refused configuration (no token for a non-loopback address, a bad port) — checked before
@@ -61,7 +62,7 @@ def serve(host: str | None = None, port: int | None = None, token: str | None = 
     from .app import Server
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    server = Server(host, int(port), token)
+    server = Server(host, int(port), token, mode=mode)
 
     def started():       # SIGTERM (kill, systemd, docker stop) shuts down like Ctrl-C
         try:
