@@ -358,3 +358,19 @@ def test_a_fileless_simulation_can_be_stopped():
     with pytest.raises(ef.RunError, match="stopped"):
         eta.run(None, stop_with_source=False)
     timer.join()
+
+
+def test_coincidence_clear_with_an_integer_slot(tmp_path):
+    """co.clear(k) with an INTEGER k (ETA cannot compile it, its spec says it should work)."""
+    rec = recipe(rfile_vi(), vi("co", "COINCIDENCE(co,2,flag,50)\nINTEGER(k)\nTABLE(flags,[3])\n"
+                                "INTEGER(n)\n"
+                                "a--1-->a:\n    co.fill(0)\n    {{\n        flags[n] = flag\n"
+                                "        n += 1\n    }}\n"
+                                "a--2-->a:\n    co.fill(1)\n    {{\n        flags[n] = flag\n"
+                                "        n += 1\n    }}\n"
+                                "a--3-->a:\n    co.clear(k)", edges=[("a", "a", "1,2,3")]))
+    # fill 0 at 0, fill 1 at 5 (coincidence), clear slot k=0 at 8, fill 1 at 12: no coincidence
+    ev = [(0, 1), (5, 2), (8, 3), (12, 2)]
+    for mode in ("eta", "exact"):
+        r = run(rec, events_file(tmp_path / "e.qt", ev), mode)
+        assert r["flags"].tolist() == [0, 1, 0]
