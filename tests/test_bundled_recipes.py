@@ -14,8 +14,6 @@ import pathlib
 import sys
 import subprocess
 import struct
-import threading
-import time
 
 import numpy as np
 import pytest

@@ -10,7 +10,7 @@ import pytest
 
 import etaflow as ef
 from etaflow.eta import ETA
-from etaflow.sim import hbt_events, simulate_file
+from etaflow.sim import simulate_file
 
 from conftest import shared_file
 from naive import pair_histogram

@@ -15,7 +15,7 @@ import pytest
 import etaflow as ef
 from etaflow.eta import ETA
 
-from conftest import ROOT, shared_file
+from conftest import shared_file
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "eta_oracle"
 

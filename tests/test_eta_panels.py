@@ -7,7 +7,6 @@ that they fail for exactly that reason, so nothing is skipped silently."""
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import subprocess
 import sys

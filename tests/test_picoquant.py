@@ -4,7 +4,6 @@ input gives a FormatError with a byte offset."""
 from __future__ import annotations
 
 import struct
-import warnings
 
 import numpy as np
 import pytest

@@ -8,7 +8,6 @@ import pytest
 
 import etaflow as ef
 from etaflow.eta import ETA
-from etaflow.recipe import Recipe
 from etaflow.sim import simulate_file
 
 from conftest import shared_file

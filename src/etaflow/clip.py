@@ -12,7 +12,6 @@ file, in any order, in parallel, or after ``list()`` of a ``reuse_clips=False`` 
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -512,7 +511,6 @@ def clip_buffer(data, format: int = -1, *, header: bool = True, filename: str = 
     """A Clip over a memory buffer: a whole file's bytes (``header=True``) or bare records
     (``header=False``, then ``format`` must be a headerless code or a Clip's RecordType)."""
     import io
-    import tempfile
     raw = bytes(data)
     clip = Clip()
     if header:
@@ -528,7 +526,6 @@ def clip_buffer(data, format: int = -1, *, header: bool = True, filename: str = 
         else:
             raise FormatError(f"format {format} needs a header; build a Clip by hand instead",
                               filename)
-    del tempfile
     clip._set_source(info)
     body = np.frombuffer(raw, dtype=np.uint8)[info.data_offset:]
     n = len(body) // info.record_size

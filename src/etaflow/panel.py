@@ -18,10 +18,8 @@ import builtins
 import importlib
 import logging
 import os
-import sys
 import tempfile
 import threading
-import types
 
 from .errors import EtaflowError
 from .eta import ETA

@@ -17,9 +17,7 @@ that spans chunk and window edges; an event later than the bound raises :class:`
 
 from __future__ import annotations
 
-import copy
 import time
-import types
 
 import numpy as np
 
@@ -27,7 +25,7 @@ from .._jit import kernel
 from ..clip import Clip, _check_bad
 from ..errors import RunError
 from ..formats import base as B
-from ..lang.codegen import S_FIRST, S_SYNC, GroupProgram
+from ..lang.codegen import S_SYNC, GroupProgram
 
 __all__ = ["Task", "run_task", "RunStopped", "DEFAULT_LOOKAHEAD_PS", "CHUNK_EVENTS"]
 

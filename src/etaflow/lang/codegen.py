@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import keyword
-import re
 
 from ..errors import RecipeError
 from .parse import Instruction, ParsedVI, parse_vi
@@ -982,7 +981,7 @@ class GroupCompiler:
             self._vput_leaf(ch - self.vmin)
             e.dedent()
         e("else:")
-        e(f"    raise RuntimeError('emit into a channel that is not a declared virtual channel')")
+        e("    raise RuntimeError('emit into a channel that is not a declared virtual channel')")
 
     def _vput_leaf(self, v):
         """Put the time ``_e_vt`` into virtual channel slot v, a number or an expression
