@@ -65,6 +65,7 @@ class SourceState:
         self.exhausted = False                     # no more Clips
         self.out_t = self.out_c = None             # reused decode buffers
         self.user_clip = None                      # the Clip object the caller handed over
+        self.lookahead = 0                         # reorder bound for this source (ps)
 
 
 class Task:
@@ -176,12 +177,13 @@ class Task:
         if t[0] < s.last_out:
             raise RunError(
                 f"source {s.name!r} is out of time order by more than the look-ahead of "
-                f"{self.lookahead_ps} ps (an event at {int(t[0])} ps arrived after {s.last_out} ps "
-                f"was processed); pass a larger lookahead_ps to eta.run")
+                f"{s.lookahead} ps (an event at {int(t[0])} ps arrived after {s.last_out} ps "
+                f"was processed); create the ETA object with a larger look-ahead, "
+                "ETA(..., lookahead_ps=...)")
         if final:
             cut = len(t)
         else:
-            cut = int(np.searchsorted(t, t[-1] - self.lookahead_ps, side="left"))
+            cut = int(np.searchsorted(t, t[-1] - s.lookahead, side="left"))
         s.pending_t, s.pending_c = t[cut:].copy(), c[cut:].copy()
         if cut:
             s.last_out = int(t[cut - 1])
@@ -210,6 +212,10 @@ class Task:
         snap.next_RecID_in_batch = clip.next_RecID_in_batch
         clip = snap
         s.clip = clip
+        info = clip.info
+        # T3 times are out of order by up to the microtime span (dtime beyond the sync period)
+        span = int(info.dtime_unit_ps * 32768 + info.time_unit_ps) if info.mode == "T3" else 0
+        s.lookahead = max(self.lookahead_ps, span)
         s.next_rec = clip.next_RecID_in_batch
         s.state = clip.start_state()
         if s.next_rec:
