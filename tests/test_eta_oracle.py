@@ -123,4 +123,10 @@ def _deviation(case, label, run):
         assert results["f"].get_pos() == 6     # all records analysed, not just the first
     else:
         results = eta.run(sources, group=run["group"], **opts)
-        assert results       # runs to the end; the exact figures are covered by test_tools.py
+        src = next(iter(run["sources"].values()))
+        t, _ = ef.read_events(_path(src["file"]), format=src["format"])
+        if case == "x_stop_with_source_false":     # every event of the file is logged
+            assert int(results["nlog"]) == len(t)
+        else:            # co.clear(idx), idx = 2, at the VI's events: slot 2 = T - threshold - 1
+            cleared = int(results["co"][2]) + 40 + 1
+            assert cleared in set(t.tolist()) and cleared > int(t.min())

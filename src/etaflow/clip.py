@@ -314,6 +314,9 @@ def _state_at(clip: Clip, target: int) -> np.ndarray:
     info = clip.info
     known = int(clip.state[B.ST_RECORD])
     first, n = clip.first_record(), clip.records()
+    if clip.buffer is not None and n and known == first and target == first + n and \
+            clip._end_state is not None:
+        return clip.end_state()          # the usual case: sliding on after a decoded window
     if clip.buffer is not None and n and known == first and first <= target <= first + n:
         st = clip.state.copy()
         _advance(info, st, clip.array(), 0, target - first, clip.filename)

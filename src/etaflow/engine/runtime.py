@@ -1,13 +1,12 @@
-"""numba helpers called by generated VI programs: the merge pool, virtual-channel queues, clock
-rings and histogram binning.
+"""numba helpers called by generated VI programs: virtual-channel queues, clock rings and the
+sync grid.
 
 Contracts (spec section 4):
 
-* **Pool** (tournament tree, ETA's tie rule). Arrays ``PT`` (time), ``PF`` (source id), ``PC``
-  (channel) of size P; leaf of source f at index ``n + f``; a parent copies its left child if
-  ``time[left] < time[right]``, otherwise the right one, so on equal times the right child wins.
-  The root holds the next event. Used unchanged in both modes.
-* **Virtual channel v**: its head event lives in its pool leaf, later events in a queue segment
+* **Merge** (generated code, not here): each source's pending head event is a "leaf"; the next
+  event is the smallest time, ties going to ETA's tournament-tree order (spec 4.2), found by a
+  scan in that priority order. Used unchanged in both modes.
+* **Virtual channel v**: its head event lives in its leaf, later events in a queue segment
   ``VQ[VQI[v,0] : VQI[v,0] + VQI[v,1]]`` (ring: ``VQI[v,2]`` oldest index, ``VQI[v,3]`` count).
   ETA mode keeps emission order (a FIFO, as ETA); exact mode keeps the queue sorted by time
   (stable), so a channel never delivers events out of order. A full queue is reported (return
@@ -24,36 +23,6 @@ import numpy as np
 from .._jit import inline_kernel, kernel
 
 INF = np.int64(9223372036854775807)
-
-
-@kernel
-def pool_init(PT, PF, PC, n):
-    for i in range(PT.shape[0]):
-        PT[i] = INF
-        PF[i] = 255
-        PC[i] = 255
-    for f in range(n):
-        PF[n + f] = f
-
-
-@kernel
-def pool_update(PT, PF, PC, i, t, f, c):
-    PT[i] = t
-    PF[i] = f
-    PC[i] = c
-    while i > 0:
-        p = (i - 1) // 2
-        left = 2 * p + 1
-        right = left + 1
-        if PT[left] < PT[right]:
-            PT[p] = PT[left]
-            PF[p] = PF[left]
-            PC[p] = PC[left]
-        else:
-            PT[p] = PT[right]
-            PF[p] = PF[right]
-            PC[p] = PC[right]
-        i = p
 
 
 # --- virtual channels ---------------------------------------------------------------------------
@@ -104,33 +73,6 @@ def vq_pop(VQ, VQI, v):
     VQI[v, 2] = (first + 1) % cap
     VQI[v, 3] = count - 1
     return t
-
-
-@kernel
-def vchn_put(PT, PF, PC, VQ, VQI, n, r, v, chn, t, exact):
-    """Emit an event at t into virtual channel v (pool leaf n + r + v). False if its queue is full."""
-    leaf = n + r + v
-    if t == INF:                      # cancel_emit
-        pool_update(PT, PF, PC, leaf, INF, r + v, chn)
-        VQI[v, 2] = 0
-        VQI[v, 3] = 0
-        return True
-    if PT[leaf] == INF:
-        pool_update(PT, PF, PC, leaf, t, r + v, chn)
-        return True
-    if exact and t < PT[leaf]:
-        if not vq_push_front(VQ, VQI, v, PT[leaf]):
-            return False
-        pool_update(PT, PF, PC, leaf, t, r + v, chn)
-        return True
-    return vq_push(VQ, VQI, v, t, exact)
-
-
-@kernel
-def vchn_next(PT, PF, PC, VQ, VQI, n, r, f):
-    """Refill the leaf of virtual source f with its next queued event (before processing)."""
-    v = f - r
-    pool_update(PT, PF, PC, n + f, vq_pop(VQ, VQI, v), f, PC[n + f])
 
 
 # --- clocks -------------------------------------------------------------------------------------

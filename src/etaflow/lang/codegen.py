@@ -71,7 +71,6 @@ class GroupProgram:
     vchannels: list                 # [(channel, queue capacity)] by slot (gaps get capacity 1)
     vchn_offset: int
     n_leaves: int
-    pool_size: int
     sync_from_rfile0: bool
     line_map: list = dataclasses.field(default_factory=list)   # generated line -> (vi, line)
     sync_uses: list = dataclasses.field(default_factory=list)  # (vi, line, source) of LAST_SYNC..
@@ -320,7 +319,6 @@ class GroupCompiler:
         else:
             self.vmin, self.V = 0, 0
         self.n = self.R + self.V
-        self.P = 2 ** (2 * max(self.n, 1)).bit_length()
         # leaf f (pending head event of source f): time at S[LTB + f], channel at S[LCB + f];
         # few leaves live in local variables (registers) inside the loop, many stay in S
         self.leaf_locals = self.n <= LOCAL_LEAVES
@@ -525,7 +523,7 @@ class GroupCompiler:
             n_scalars=self.n_scalars, tables=list(self.tables), results=results,
             rfiles=[(r.name, r.info["id"], r.info["offset"], r.info["marker_offset"])
                     for r in self.rfiles],
-            vchannels=vch, vchn_offset=self.vmin, n_leaves=self.n, pool_size=self.P,
+            vchannels=vch, vchn_offset=self.vmin, n_leaves=self.n,
             sync_from_rfile0=bool(self.R), line_map=list(self.e.where),
             sync_uses=list(self.sync_uses),
             vi_sources={p.name: p.source for p in self.parsed})
