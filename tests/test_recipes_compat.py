@@ -28,7 +28,7 @@ RUNNABLE = {
     "Lifetime-hydraharp.eta": {"hydraharp": "t3"},
     "Lifetime-qutag.eta": {"quTAG": "qutag"},
     "Oscilloscope_QuTAG.eta": {"compile": "qutag"},
-    "Multi_Source_Correlation.eta": {"quTAG": "two-qutag"},
+    "Multi_Source_Correlation.eta": {"quTAG": "two-eventech"},
     "Correlation-hydraharp-headerless.eta": {"T2": "headerless-t2"},
 }
 BROKEN = {   # recipe -> (group or None, text the RecipeError must contain)
@@ -51,9 +51,19 @@ def _sources(eta, kind, rfiles, t3_file, tmp_path):
         return {rfiles[0]: eta.split_file(t3_file, cuts=3)}
     if kind == "qutag":
         return {rfiles[0]: eta.split_file(shared_file(QUTAG), cuts=3)}
-    if kind == "two-qutag":
-        q = shared_file(QUTAG)
-        return {rfiles[0]: eta.clips(q), rfiles[1]: eta.clips(q)}
+    if kind == "two-eventech":
+        # the recipe reads Eventech ET A033 files (inputs A, B -> channels 0, 1; the second
+        # RFILE adds 2), written here from simulated detections
+        from etaflow.formats.eventech import write_eventech
+        from etaflow.sim import hbt_events
+        paths = []
+        for k in range(2):
+            t, det, _ = hbt_events(0.02, seed=5 + k, emission_prob=0.3)
+            p = tmp_path / f"et{k}.bin"
+            write_eventech(p, t + 1_000_000_000, det - 1)
+            paths.append(p)
+        return {rfiles[0]: eta.clips(paths[0], format=ef.FORMAT_ET_A033),
+                rfiles[1]: eta.clips(paths[1], format=ef.FORMAT_ET_A033)}
     if kind == "headerless-t2":
         info = ef.open_source(shared_file(HH_T2))
         raw = tmp_path / "raw.bin"
@@ -100,3 +110,15 @@ def test_broken_recipes_fail_with_a_located_recipe_error(recipe, tmp_path):
         eta.run({"x": eta.clips(shared_file(HH_T2))}, group=group)
     if group is not None:
         assert e.value.vi is not None and e.value.line is not None
+
+
+def test_file_events_on_virtual_channels_are_refused_in_exact_mode():
+    """quTAG channel 5 (the sync input) + RFILE offset 2 lands on virtual channel 7 of
+    Multi_Source_Correlation: ETA mixes the two silently; exact mode says so."""
+    q = shared_file(QUTAG)
+    ex = ETA(shared_file("eta-reference/recipes/Multi_Source_Correlation.eta"), mode="exact")
+    with pytest.raises(ef.RunError, match="channel 7, which is one of the group's virtual"):
+        ex.run({"timetagger1": ex.clips(q), "timetagger2": ex.clips(q)}, group="quTAG")
+    et = ETA(shared_file("eta-reference/recipes/Multi_Source_Correlation.eta"), mode="eta")
+    r = et.run({"timetagger1": et.clips(q), "timetagger2": et.clips(q)}, group="quTAG")
+    assert r["h3"].sum() > 0            # ETA mode reproduces ETA, mix-up included

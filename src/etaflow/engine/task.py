@@ -47,6 +47,14 @@ def _is_sorted(t):
     return True
 
 
+@kernel
+def _first_in_range(c, lo, hi):
+    for i in range(c.shape[0]):
+        if lo <= c[i] <= hi:
+            return i
+    return -1
+
+
 class SourceState:
     """One RFILE's input: the current Clip, how far it is decoded, and the chunk being consumed."""
 
@@ -160,11 +168,28 @@ class Task:
                     u._end_state = s.state.copy()
             t, c = out_t[:p + n], out_c[:p + n]
             if exact:
+                self._check_virtual_collision(s, out_c[p:p + n])
                 t, c = self._reorder(s, t, c, final=False)
             if len(t):
                 self._set_chunk(s, t, c)
                 return True
         return False
+
+    def _check_virtual_collision(self, s: SourceState, c) -> None:
+        """An event from a file on a virtual channel would be taken for the virtual one (ETA
+        does exactly that, silently): exact mode refuses. Not checked in eta mode."""
+        prog = self.program
+        if not prog.vchannels or not len(c):
+            return
+        lo, hi = prog.vchn_offset, prog.vchn_offset + len(prog.vchannels) - 1
+        bad = _first_in_range(c, lo, hi)
+        if bad >= 0:
+            raise RunError(
+                f"RFILE {s.name!r} delivered an event on channel {int(c[bad])}, which is one of "
+                f"the group's virtual channels {lo}..{hi}: the file has more inputs (or markers) "
+                "than the RFILE's channel list leaves room for. Give the RFILE a larger channel "
+                "list, move the virtual channels higher, or run with mode='eta' to get ETA's "
+                "(mixed-up) numbers")
 
     def _reorder(self, s: SourceState, t, c, final: bool):
         """Bounded look-ahead sort of ``t`` (held-back events first, then new ones): events
