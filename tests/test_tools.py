@@ -374,3 +374,13 @@ def test_coincidence_clear_with_an_integer_slot(tmp_path):
     for mode in ("eta", "exact"):
         r = run(rec, events_file(tmp_path / "e.qt", ev), mode)
         assert r["flags"].tolist() == [0, 1, 0]
+
+
+def test_image_index_out_of_range_is_an_error(tmp_path):
+    rec = recipe(rfile_vi(), vi("img", "CLOCK(c1)\nINTEGER(px)\nHISTOGRAM(img,[(50,1)],[2])\n"
+                                "a--1-->a:\n    c1.start()\n"
+                                "a--2-->a:\n    c1.stop()\n    img[px].record(c1)\n    px += 1",
+                                edges=[("a", "a", "1,2")]))
+    ev = [(0, 1), (10, 2), (20, 2), (30, 2)]       # the third stop would write img[2]
+    with pytest.raises(ef.RecipeError, match="img: index out of range 0..1"):
+        run(rec, events_file(tmp_path / "e.qt", ev), "exact")

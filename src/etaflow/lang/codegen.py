@@ -706,21 +706,24 @@ class GroupCompiler:
             handler = getattr(self, f"_{sym.kind.lower()}_{n}", None)
             if handler is None:
                 raise self.err(f"{sym.kind} {base!r} has no action {n!r}", p.name, ins)
-            handler(p, ins, sym, prefix)
+            if prefix and sym.kind != "HISTOGRAM":
+                raise self.err(f"{base!r} is a {sym.kind}: only a HISTOGRAM with extra dimensions "
+                               "takes an index like h[x].record(c)", p.name, ins)
+            handler(p, ins, sym, self._prefix(p, ins, sym, prefix) if prefix else "")
 
     def _objects(self, text: str):
         """``c``, ``(c1,c2)``, ``[c1,c2]``, ``h[x][y]`` -> [(base name, index prefix text)]."""
         try:
             node = ast.parse(text, mode="eval").body
         except SyntaxError:
-            return [(text, "")]
+            return [(text, [])]
         if isinstance(node, (ast.Tuple, ast.List)):
             return [self._objects(ast.unparse(x))[0] for x in node.elts]
         prefix = []
         while isinstance(node, ast.Subscript):
             prefix.insert(0, ast.unparse(node.slice))
             node = node.value
-        return [(ast.unparse(node), ", ".join(prefix))]
+        return [(ast.unparse(node), prefix)]
 
     def _value(self, p, ins, text, what):
         """A literal or an INTEGER name (or any expression of the group's names)."""
@@ -798,6 +801,21 @@ class GroupCompiler:
             e(f"{v} = _e_srt[{i}]")
 
     # HISTOGRAM -----------------------------------------------------------------------------------
+    def _prefix(self, p, ins, sym, parts: list) -> str:
+        """Index text of an image histogram's extra dimensions, range-checked at run time (ETA
+        writes out of bounds silently)."""
+        extra = sym.info["extra"]
+        if len(parts) > len(extra):
+            raise self.err(f"{sym.name} has {len(extra)} extra dimensions, indexed with "
+                           f"{len(parts)}", p.name, ins)
+        names = []
+        for k, part in enumerate(parts):
+            self.e(f"_e_p{k} = {part}")
+            self.e(f"if _e_p{k} < 0 or _e_p{k} >= {extra[k]}:")
+            self.e(f"    raise IndexError('{sym.name}: index out of range 0..{extra[k] - 1}')")
+            names.append(f"_e_p{k}")
+        return ", ".join(names)
+
     @staticmethod
     def _mod(modifier, var):
         return f"({modifier.replace('time', f'({var})')})" if modifier else f"({var})"
