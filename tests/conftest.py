@@ -20,10 +20,22 @@ def shared_file(relpath: str) -> pathlib.Path:
         msg = f"shared test data {relpath} not found at {path} (../shared is absent)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg)
-        pytest.skip(msg)
+        pytest.skip(msg, allow_module_level=True)
     return path
 
 
 @pytest.fixture
 def shared():
     return shared_file
+
+
+def need(module: str, reason: str | None = None):
+    """Import an optional dependency; skip without it, but fail on CI (the test extra installs
+    every optional dependency, so a missing one there is a broken install, not a gap)."""
+    try:
+        return __import__(module)
+    except ImportError:
+        msg = reason or f"{module} is not installed"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg, allow_module_level=True)

@@ -19,7 +19,7 @@ from etaflow.paneltk import data as tkdata
 from etaflow.paneltk import utils as tkutils
 from etaflow.sim import simulate_file
 
-from conftest import shared_file
+from conftest import need, shared_file
 
 RECIPE = "eta-reference/recipes/tests-Correlation.eta"
 GROUP = "HHT2"
@@ -254,7 +254,7 @@ def test_toolkit_imports_without_bokeh_and_says_how_to_get_it():
 
 
 def test_bokeh_live_plot_document(kernels, ptu, tmp_path):
-    pytest.importorskip("bokeh", reason="Bokeh is not installed (pip install etaflow[gui])")
+    need("bokeh", reason="Bokeh is not installed (pip install etaflow[gui])")
     import logging
 
     from bokeh.application import Application
@@ -320,7 +320,7 @@ def test_bokeh_live_plot_document(kernels, ptu, tmp_path):
 
 
 def test_bokeh_plot_histogram_and_labels(tmp_path):
-    pytest.importorskip("bokeh", reason="Bokeh is not installed (pip install etaflow[gui])")
+    need("bokeh", reason="Bokeh is not installed (pip install etaflow[gui])")
     from bokeh.document import Document
     from bokeh.events import ButtonClick
     from etaflow.paneltk import plot as tkplot
@@ -356,7 +356,7 @@ def test_bokeh_plot_histogram_and_labels(tmp_path):
 def test_eta_recipe_panels_run_on_the_toolkit(ptu, tmp_path, recipe, panel, group, extra):
     """The realtime Bokeh panels shipped with ETA, unchanged, through etaflow's panel runtime
     (the display is rendered to a file, so the live loop ends at once)."""
-    pytest.importorskip("bokeh", reason="Bokeh is not installed (pip install etaflow[gui])")
+    need("bokeh", reason="Bokeh is not installed (pip install etaflow[gui])")
     import logging
     from etaflow.panel import Backend
 

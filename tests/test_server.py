@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-aiohttp = pytest.importorskip("aiohttp")
+from conftest import need
+
+aiohttp = need("aiohttp")
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
@@ -484,7 +486,7 @@ def test_frontend_logging_reaches_clients(server):
 
 
 def test_display_becomes_a_served_dash_frame(server):
-    pytest.importorskip("matplotlib")
+    need("matplotlib")
     code = ("from matplotlib.figure import Figure\nf = Figure()\nf.add_subplot().plot([1, 3, 2])\n"
             "eta.display(f)\n")
     obj = with_panel(recipe_obj(), code)
