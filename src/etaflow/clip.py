@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -394,8 +395,7 @@ def clip_file(filename, modify_clip=None, read_events=0, seek_event=-1, format=-
     if mmap_read:
         buf = np.memmap(filename, dtype=np.uint8, mode="r", offset=start_byte, shape=(nbytes,))
     else:
-        buf = clip.buffer if (clip._owns_buffer and len(clip.buffer) == nbytes) \
-            else np.empty(nbytes, np.uint8)
+        buf = clip.buffer if _refillable(clip, nbytes) else np.empty(nbytes, np.uint8)
         with open(filename, "rb") as f:
             f.seek(start_byte)
             got = f.readinto(memoryview(buf))
@@ -412,6 +412,17 @@ def clip_file(filename, modify_clip=None, read_events=0, seek_event=-1, format=-
     clip.state = state
     clip._end_state = None
     return clip.validate() or False
+
+
+def _refillable(clip: Clip, nbytes: int) -> bool:
+    """The Clip's buffer may be refilled in place: it is an array clip_file made, of the right
+    size, and nobody else holds it (the engine lets go of a window once it has decoded it; a
+    Clip copy or a caller's variable keeps it alive and gets a new buffer). Refilling saves the
+    page faults of a fresh buffer per window, which cost more than the read itself."""
+    b = clip.buffer
+    # references: the Clip's attribute, the local name b and getrefcount's argument
+    return (clip._owns_buffer and type(b) is np.ndarray and b.base is None and len(b) == nbytes
+            and sys.getrefcount(b) <= 3)
 
 
 def clips(filename, modify_clip=None, read_events=1024 * 1024 * 10, seek_event=-1, format=-1,

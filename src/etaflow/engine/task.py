@@ -41,18 +41,49 @@ class RunStopped(RunError):
 
 @kernel
 def _is_sorted(t):
+    # no early exit: a branch-free reduction vectorises (chunks are almost always sorted)
+    down = False
     for i in range(1, t.shape[0]):
-        if t[i] < t[i - 1]:
-            return False
-    return True
+        down |= t[i] < t[i - 1]
+    return not down
 
 
 @kernel
 def _first_in_range(c, lo, hi):
+    hit = False
+    for i in range(c.shape[0]):
+        hit |= (c[i] >= lo) & (c[i] <= hi)
+    if not hit:
+        return -1
     for i in range(c.shape[0]):
         if lo <= c[i] <= hi:
             return i
     return -1
+
+
+@kernel
+def _sort_nearly_sorted(t, c, max_moves):
+    """Stable in-place insertion sort of (t, c) by t, for data that is almost in order (T3
+    photons of one sync period, a quTAG's small steps back): O(n + displacement). Gives up
+    (returns False, arrays then unspecified but a permutation of the input) after max_moves
+    element moves, so the caller can fall back to a full sort."""
+    moves = 0
+    for i in range(1, t.shape[0]):
+        ti = t[i]
+        if ti >= t[i - 1]:
+            continue
+        ci = c[i]
+        j = i
+        while j > 0 and t[j - 1] > ti:
+            t[j] = t[j - 1]
+            c[j] = c[j - 1]
+            j -= 1
+        t[j] = ti
+        c[j] = ci
+        moves += i - j
+        if moves > max_moves:
+            return False
+    return True
 
 
 class SourceState:
@@ -175,6 +206,12 @@ class Task:
                 return True
         return False
 
+    def _release(self, s: SourceState) -> None:
+        """Let go of a window that is decoded and consumed, so that the Clip generator can
+        refill its buffer in place (clip_file checks that nobody else holds it)."""
+        if s.clip is not None and s.next_rec >= s.clip.records():
+            s.clip.buffer = None
+
     def _check_virtual_collision(self, s: SourceState, c) -> None:
         """An event from a file on a virtual channel would be taken for the virtual one (ETA
         does exactly that, silently): exact mode refuses. Not checked in eta mode."""
@@ -197,8 +234,10 @@ class Task:
         if len(t) == 0:
             return t, c
         if len(t) > 1 and not _is_sorted(t):
-            order = np.argsort(t, kind="stable")
-            t, c = t[order], c[order]
+            # in place: t and c are the decode buffers, whose previous chunk is consumed
+            if not _sort_nearly_sorted(t, c, 4 * len(t)):
+                order = np.argsort(t, kind="stable")
+                t, c = t[order], c[order]
         if t[0] < s.last_out:
             raise RunError(
                 f"source {s.name!r} is out of time order by more than the look-ahead of "
@@ -232,7 +271,6 @@ class Task:
         # may refill the same Clip (clip_file(modify_clip=...)) while this task still reads it.
         # The caller's Clip must not refill our buffer in place either.
         s.user_clip = clip
-        clip._owns_buffer = False
         snap = clip.copy()
         snap.next_RecID_in_batch = clip.next_RecID_in_batch
         clip = snap
@@ -400,6 +438,7 @@ def run_task(task: Task, sources, max_autofeed: int = 0, stop_with_source: bool 
             while not s.exhausted:
                 if max_autofeed > 0 and feeds >= max_autofeed:
                     return interrupts          # resume_task continues with the next window
+                task._release(s)
                 clip = _fetch(sources, s.name, max_autofeed)
                 if not clip:
                     s.exhausted = True

@@ -231,6 +231,52 @@ def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
 
 
 @kernel
+def _hh_t3_times(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt, cap):
+    """decode_hh_t3's fast path when only times and channels are wanted: blocks that cannot
+    overflow the output, event counts kept in a register. Returns (next record, events)."""
+    v1 = ip[IP_VARIANT] == 1
+    ofl = state[ST_OVERFLOW]
+    coff = ip[IP_CHANNEL_OFFSET]
+    inttime = ip[IP_INTTIME] != 0
+    ttres, dtres, shift = ip[IP_TTRES], ip[IP_DTRES], ip[IP_TIME_SHIFT]
+    ttres_f, dtres_f = fp[FP_TTRES], fp[FP_DTRES]
+    n = 0
+    i = start
+    signal = np.int64(0)
+    while i < stop and n <= cap:
+        end = min(stop, i + (cap - n) // MAX_EVENTS_PER_RECORD + 1)
+        for j in range(i, end):
+            rec = recs[j]
+            nsync = ofl + np.int64(rec & 0x3FF)
+            if rec < 0x80000000:
+                dtime = np.int64((rec >> 10) & 0x7FFF)
+                if inttime:
+                    out_t[n] = nsync * ttres + dtime * dtres + shift
+                else:   # the same arithmetic as _rel_time
+                    out_t[n] = (np.int64(np.round(nsync * ttres_f)) +
+                                np.int64(np.round(dtime * dtres_f)) + shift)
+                out_c[n] = np.uint8((coff + ((rec >> 25) & 0x3F)) & 0xFF)
+                n += 1
+                signal += 1
+            else:
+                chan = (rec >> 25) & 0x3F
+                if chan == 63:
+                    raw = np.int64(rec & 0x3FF)
+                    ofl += HH_T3_WRAP if (v1 or raw == 0) else HH_T3_WRAP * raw
+                    state[ST_OVERFLOWS] += 1
+                elif 1 <= chan <= 15:
+                    n = _markers(n, chan, _rel_time(nsync, 0, ip, fp), nsync, ip, state,
+                                 out_t, out_c, out_ns, out_dt)
+                else:
+                    _bad(state, j - start, np.int64(rec))
+        i = end
+    state[ST_EVENTS] += signal
+    state[ST_OVERFLOW] = ofl
+    state[ST_RECORD] += i - start
+    return i, n
+
+
+@kernel
 def decode_hh_t3(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     recs = buf.view(np.uint32)
     emit = ip[IP_EMIT] != 0
@@ -240,6 +286,8 @@ def decode_hh_t3(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     coff = ip[IP_CHANNEL_OFFSET]
     n = 0
     i = start
+    if emit and out_ns.shape[0] == 0:
+        return _hh_t3_times(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt, cap)
     while i < stop and (n <= cap or not emit):
         rec = np.int64(recs[i])
         chan = (rec >> 25) & 0x3F

@@ -35,6 +35,9 @@ KNOWN_KEYWORDS = {"name", "signal_channels", "marker_channels", "chn", "size", "
                   "dimension", "type", "max_start", "max_stop", "dims", "extra_dims", "num_slots",
                   "flag_name", "threshold", "waittime", "period", "repeat"}
 
+# zero-delay lines skip the queue (see GroupCompiler._find_lines); tests switch it off to compare
+FUSE_LINES = True
+
 # up to this many sources keep their pending head events in local variables (registers)
 LOCAL_LEAVES = 6
 
@@ -365,6 +368,7 @@ class GroupCompiler:
     def generate(self) -> GroupProgram:
         self.declarations()
         self.layout()
+        self._find_lines()
         e = _Emitter()
         self.e = e
         # the group's name stays out of the source: identical groups share one compiled program
@@ -393,6 +397,8 @@ class GroupCompiler:
         e("_e_go = True")
         for name, (i, _) in self._local_scalars():
             e(f"{name} = S[{i}]")
+        for v in sorted(self.line_targets):
+            e(f"_e_fzt{v} = INF")
         # first entry: code before the first header runs once (exact mode)
         e(f"if S[{S_FIRST}] == 0:")
         e.indent()
@@ -472,24 +478,9 @@ class GroupCompiler:
         self._dispatch()
         e("if INTERRUPT:")
         e.indent()
-        for r in range(self.R):
-            e(f"if _e_f == {r}:")
-            e(f"    _e_needpop{r} = 1")
-        e("_e_ret = -3 if AbsTime_ps == INF else -2")
-        e("break")
+        self._interrupted()
         e.dedent()
-        for r in range(self.R):
-            e(f"if _e_f == {r}:")
-            e.indent()
-            e(f"if _e_pos{r} < _e_src{r}_t.shape[0]:")
-            e(f"    {self._lt(r)} = _e_src{r}_t[_e_pos{r}]")
-            e(f"    {self._lc(r)} = _e_src{r}_c[_e_pos{r}]")
-            e(f"    _e_pos{r} += 1")
-            e("else:")
-            e(f"    _e_needpop{r} = 1")
-            e(f"    _e_ret = {r}")
-            e("    break")
-            e.dedent()
+        self._next_record()
         e.dedent()
         # store
         e(f"S[{S_ABSTIME}] = AbsTime_ps")
@@ -528,6 +519,150 @@ class GroupCompiler:
             sync_uses=list(self.sync_uses),
             vi_sources={p.name: p.source for p in self.parsed})
 
+    def _interrupted(self):
+        """Leave the loop after interrupt()/abort(); the file the event came from is re-popped
+        on resume (spec 4.4)."""
+        e = self.e
+        for r in range(self.R):
+            e(f"if _e_f == {r}:")
+            e(f"    _e_needpop{r} = 1")
+        e("_e_ret = -3 if AbsTime_ps == INF else -2")
+        e("break")
+
+    def _next_record(self, before_break=None):
+        """Replace the head of the file the event came from with its next record; at the end of
+        the window leave the loop (the caller feeds the next one)."""
+        e = self.e
+        for r in range(self.R):
+            e(f"if _e_f == {r}:")
+            e.indent()
+            e(f"if _e_pos{r} < _e_src{r}_t.shape[0]:")
+            e(f"    {self._lt(r)} = _e_src{r}_t[_e_pos{r}]")
+            e(f"    {self._lc(r)} = _e_src{r}_c[_e_pos{r}]")
+            e(f"    _e_pos{r} += 1")
+            e("else:")
+            e.indent()
+            if before_break:
+                before_break()
+            e(f"_e_needpop{r} = 1")
+            e(f"_e_ret = {r}")
+            e("break")
+            e.dedent()
+            e.dedent()
+
+    # --- zero-delay lines -------------------------------------------------------------------------
+    def _find_lines(self):
+        """Find the zero-delay lines: VIs of one state that only copy file channels into virtual
+        channels at the same time (``emit(v, 0)``), the delay lines of ETA's correlation recipes.
+
+        Their copies skip the queue: after the file event has run and its file has popped the
+        next record, each copy that wins the merge against every pending head (the rule of
+        spec 4.2, evaluated on the spot) runs at once, with its channel known statically; a copy
+        that does not win is queued as any emit. The order of events is the merge's, so results
+        do not change; a photon costs one loop iteration instead of two."""
+        self.line_ins: set = set()          # id() of the emit instructions of lines
+        self.line_targets: set = set()
+        self._line_copies: list = []        # copies made by the block being generated
+        if not (FUSE_LINES and self.R and self.V and self.leaf_locals):
+            return
+        emits = [(p, ins) for p in self.parsed for sec in p.sections for ins in sec.instructions
+                 if ins.obj is None and ins.name in ("emit", "cancel_emit")]
+        if any(ins.name == "cancel_emit" or _int_literal(self._arg(ins, 0, "chn")) is None
+               for _, ins in emits):
+            return     # a computed channel or a cancel may touch any copy: keep the queues
+        lines = [p for p in self.parsed if self._line_emits(p) is not None]
+        other = {_int_literal(self._arg(ins, 0, "chn")) for p, ins in emits if p not in lines}
+        lines = [p for p in lines if not (self._line_emits(p)[1] & other)]
+        per_chn: dict = {}
+        for p in lines:
+            for ch, targets in self._line_emits(p)[0].items():
+                per_chn.setdefault(ch, []).extend(targets)
+        if any(len(t) != len(set(t)) for t in per_chn.values()):
+            return     # two copies of one event into one channel: leave it to the queue
+        for p in lines:
+            for sec in p.sections:
+                for ins in sec.instructions:
+                    if ins.name == "emit":
+                        self.line_ins.add(id(ins))
+            self.line_targets |= self._line_emits(p)[1]
+
+    def _line_emits(self, p: ParsedVI):
+        """({file channel: [virtual channels]}, targets) if VI p is a zero-delay line, else None."""
+        if len(p.graph.states) != 1 or not p.graph.transitions:
+            return None
+        for sec in p.sections:
+            for ins in sec.instructions:
+                if ins.obj is not None:
+                    return None
+                if not sec.triggers:
+                    if ins.name != "VFILE":
+                        return None
+                    continue
+                if ins.name != "emit":
+                    return None
+                wait = _int_literal(self._arg(ins, 1, "waittime", "0"))
+                period = _int_literal(self._arg(ins, 2, "period", "0"))
+                repeat = _int_literal(self._arg(ins, 3, "repeat", "1"))
+                if wait != 0 or period != 0 or repeat not in (0, 1):
+                    return None
+        copies, targets = {}, set()
+        for (s, ch), dst in p.graph.transitions.items():
+            if ch >= self.vmin:
+                return None     # a line fed by a virtual channel would chain copies
+            copies[ch] = [_int_literal(self._arg(ins, 0, "chn"))
+                          for sec in self._sections_run(p, s, dst, ch)
+                          for ins in sec.instructions]
+            if len(copies[ch]) != len(set(copies[ch])):
+                return None
+            targets.update(copies[ch])
+        return copies, targets
+
+    def _line_tail(self, copies: list, by_chn: dict):
+        """End of a file channel's block when lines copy it: see _find_lines."""
+        e = self.e
+        order = self._tie_order()
+        rank = {f: i for i, f in enumerate(order)}
+        leaf = {v: self.R + v - self.vmin for v in copies}
+        copies = sorted(copies, key=lambda v: rank[leaf[v]])
+
+        def queue(vs):
+            for v in vs:
+                e(f"_e_vt = _e_fzt{v}")
+                self._vput_leaf(v - self.vmin)
+        e("if INTERRUPT:")
+        e.indent()
+        queue(copies)
+        self._interrupted()
+        e.dedent()
+        self._next_record(before_break=lambda: queue(copies))
+        for k, v in enumerate(copies):
+            f = leaf[v]
+            conds = [f"_e_fzt{v} != INF", f"{self._lt(f)} == INF"]
+            for u in range(self.n):
+                if u != f:
+                    conds.append(f"{self._lt(u)} {'>=' if rank[f] < rank[u] else '>'} _e_fzt{v}")
+            conds += [f"_e_fzt{w} >= _e_fzt{v}" for w in copies[k + 1:]]
+            e(f"if {' and '.join(conds)}:")
+            e.indent()
+            e(f"AbsTime_ps = _e_fzt{v}")
+            e(f"chn = {v}")
+            e(f"fileid = {f}")
+            for gi in by_chn.get(v, []):
+                self._dispatch_vi(gi, v)
+            e("if INTERRUPT:")
+            e.indent()
+            queue(copies[k + 1:])
+            e("_e_ret = -3 if AbsTime_ps == INF else -2")
+            e("break")
+            e.dedent()
+            e.dedent()
+            e("else:")
+            e.indent()
+            queue(copies[k:])
+            e("continue")
+            e.dedent()
+        e("continue")
+
     # --- sections -------------------------------------------------------------------------------
     def _beforeloop(self):
         for p in self.parsed:
@@ -552,9 +687,12 @@ class GroupCompiler:
         for ch in sorted(by_chn):
             sub = _Emitter()
             outer, self.e = self.e, sub
+            self._line_copies = []
             try:
                 for gi in by_chn[ch]:
                     self._dispatch_vi(gi, ch)
+                if self._line_copies:
+                    self._line_tail(self._line_copies, by_chn)
             finally:
                 self.e = outer
             key = sub.text()
@@ -618,21 +756,33 @@ class GroupCompiler:
 
     def _transition(self, gi, p: ParsedVI, s, dst, ch, set_last=True):
         e = self.e
-        sname, dname = p.graph.states[s], p.graph.states[dst]
 
-        def run(match):
-            for sec in p.sections:
-                if any(match(t) for t in sec.triggers):
-                    for ins in sec.instructions:
-                        self._action(p, ins, triggered=True)
-        run(lambda t: t.kind == "exit_on" and t.src == sname and ch in t.channels)
+        exits, enters = self._sections_run(p, s, dst, ch, split=True)
+        for sec in exits:
+            for ins in sec.instructions:
+                self._action(p, ins, triggered=True)
         if set_last:
             e(f"last_{gi} = {s}")
         e(f"now_{gi} = {dst}")
-        run(lambda t: t.kind == "trans" and t.src == sname and t.state == dname and
-            ch in t.channels)
-        run(lambda t: t.kind == "entry" and t.state == dname)
-        run(lambda t: t.kind == "entry_on" and t.state == dname and ch in t.channels)
+        for sec in enters:
+            for ins in sec.instructions:
+                self._action(p, ins, triggered=True)
+
+    @staticmethod
+    def _sections_run(p: ParsedVI, s, dst, ch, split=False):
+        """The code sections that run, in order, when VI p moves from state s to dst on ch
+        (spec 3.8): exit code, then transition code and entry code."""
+        sname, dname = p.graph.states[s], p.graph.states[dst]
+
+        def matching(match):
+            return [sec for sec in p.sections if any(match(t) for t in sec.triggers)]
+        exits = matching(lambda t: t.kind == "exit_on" and t.src == sname and ch in t.channels)
+        enters = (matching(lambda t: t.kind == "trans" and t.src == sname and t.state == dname
+                           and ch in t.channels)
+                  + matching(lambda t: t.kind == "entry" and t.state == dname)
+                  + matching(lambda t: t.kind == "entry_on" and t.state == dname
+                             and ch in t.channels))
+        return (exits, enters) if split else exits + enters
 
     # --- actions --------------------------------------------------------------------------------
     def _action(self, p: ParsedVI, ins: Instruction, triggered: bool):
@@ -1034,6 +1184,11 @@ class GroupCompiler:
         if wl is not None and wl < 0:
             raise self.err("emit waittime must not be negative", p.name, ins)
         rl = _int_literal(repeat)
+        if id(ins) in self.line_ins:
+            v = _int_literal(ch)
+            self.e(f"_e_fzt{v} = AbsTime_ps + ({wait})")
+            self._line_copies.append(v)
+            return
         if rl is not None and rl <= 1:
             self._vput(p, ins, ch, f"AbsTime_ps + ({wait})")
         else:
