@@ -58,14 +58,17 @@ def peak_mb():   # VmHWM: ru_maxrss would include the parent's peak (kept across
             return int(line.split()[1]) / 1024
 t0 = time.perf_counter()
 from etaflow.eta import ETA
-recipe, group, rfile, path, mode = sys.argv[1:6]
+recipe, group, rfile, path, mode = sys.argv[1:6]   # argv[6]: repeats
 eta = ETA(recipe, mode=mode)
 t1 = time.perf_counter()
 eta.run({rfile: eta.clips(path, read_events=1000)}, group=group, max_autofeed=1)   # compiles
 t2 = time.perf_counter()
-r, task = eta.run({rfile: eta.clips(path)}, group=group, return_task=True)
-t3 = time.perf_counter()
-print(json.dumps({"startup_s": t2 - t0, "compile_s": t2 - t1, "run_s": t3 - t2,
+runs = []
+for _ in range(int(sys.argv[6])):
+    t3 = time.perf_counter()
+    r, task = eta.run({rfile: eta.clips(path)}, group=group, return_task=True)
+    runs.append(time.perf_counter() - t3)
+print(json.dumps({"startup_s": t2 - t0, "compile_s": t2 - t1, "run_s": min(runs),
                   "peak_mb": peak_mb(),
                   "sum": int(sum(int(v.sum()) for k, v in r.items() if hasattr(v, "sum")))}))
 """
@@ -78,15 +81,18 @@ def peak_mb():
             return int(line.split()[1]) / 1024
 t0 = time.perf_counter()
 from etabackend.eta import ETA
-recipe, group, rfile, path = sys.argv[1:5]
+recipe, group, rfile, path = sys.argv[1:5]   # argv[5]: repeats
 eta = ETA()
 eta.load_recipe(json.load(open(recipe)))
 t1 = time.perf_counter()
 eta.run({rfile: eta.clips(path, read_events=1000)}, group=group, max_autofeed=1)   # compiles
 t2 = time.perf_counter()
-r = eta.run({rfile: eta.clips(path)}, group=group)
-t3 = time.perf_counter()
-print(json.dumps({"startup_s": t2 - t0, "compile_s": t2 - t1, "run_s": t3 - t2,
+runs = []
+for _ in range(int(sys.argv[5])):
+    t3 = time.perf_counter()
+    r = eta.run({rfile: eta.clips(path)}, group=group)
+    runs.append(time.perf_counter() - t3)
+print(json.dumps({"startup_s": t2 - t0, "compile_s": t2 - t1, "run_s": min(runs),
                   "peak_mb": peak_mb(),
                   "sum": int(sum(int(v.sum()) for k, v in r.items() if hasattr(v, "sum")))}))
 """
@@ -103,12 +109,15 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--records", type=float, default=50e6)
     p.add_argument("--dir", default="/tmp/etaflow-bench")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs per engine and file; the fastest counts (a shared machine is noisy)")
     p.add_argument("--recipes", default=os.path.join(HERE, "..", "..", "shared", "eta-reference",
                                                      "recipes"))
     p.add_argument("--eta-python", default=os.environ.get("ETA_PYTHON") or
                    os.path.join(HERE, "..", "..", "eta-venv", "bin", "python"))
     a = p.parse_args()
     n = int(a.records)
+    rep = str(max(1, a.repeat))
     files = make_files(n, a.dir)
     have_eta = os.path.exists(a.eta_python)
     jobs = [("Correlation (HHT2)", "tests-Correlation.eta", "HHT2", "timetagger1", "t2"),
@@ -124,17 +133,19 @@ def main():
         big, small = files[(kind, n)], files[(kind, n // 5)]
         eta_rate = None
         if have_eta:
-            r = child(a.eta_python, ETA_CHILD, [recipe, group, rfile, big])
-            rs = child(a.eta_python, ETA_CHILD, [recipe, group, rfile, small])
+            r = child(a.eta_python, ETA_CHILD, [recipe, group, rfile, big, rep])
+            rs = child(a.eta_python, ETA_CHILD, [recipe, group, rfile, small, "1"])
             eta_rate = n / r["run_s"]
             print(f"{label:20} {'ETA 0.9.9':14} {eta_rate / 1e6:8.1f} M {'1.0x':>7} "
                   f"{r['compile_s']:8.2f}s {r['startup_s']:8.2f}s {r['peak_mb']:8.0f} "
                   f"{rs['peak_mb']:11.0f}")
         for mode in ("eta", "exact"):
             shutil.rmtree(cache, ignore_errors=True)
-            cold = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, big, mode], env)
-            warm = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, big, mode], env)
-            small_r = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, small, mode], env)
+            cold = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, big, mode, "1"], env)
+            warm = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, big, mode, rep],
+                         env)
+            small_r = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, small, mode, "1"],
+                            env)
             rate = n / warm["run_s"]
             ratio = f"{rate / eta_rate:.1f}x" if eta_rate else "-"
             print(f"{label:20} {'etaflow ' + mode:14} {rate / 1e6:8.1f} M {ratio:>7} "

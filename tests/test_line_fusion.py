@@ -89,4 +89,4 @@ def test_correlation_recipe_is_fused():
     src = ETA(str(shared_file("eta-reference/recipes/tests-Correlation.eta"))).program_source(
         "HHT2")
     assert "_e_fzt3" in src and "_e_fzt4" in src
-    assert "_rt.vq_push(VQ, VQI, 0, _e_vt" in src    # still queued when a copy cannot win
+    assert "_rt.vput(VQ, VQI, 0, _e_lt1, _e_vt" in src    # queued when a copy cannot win

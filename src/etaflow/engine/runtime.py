@@ -63,6 +63,25 @@ def vq_push_front(VQ, VQI, v, t):
     return True
 
 
+@kernel
+def vput(VQ, VQI, v, leaf, t, exact):
+    """Emit time t into virtual channel v whose head event is ``leaf`` (spec 4.3): INF cancels
+    the channel, an idle channel takes t as its head, otherwise t is queued (exact mode: in
+    time order, so an earlier t becomes the head). Returns (new head, False if the queue is
+    full)."""
+    if t == INF:
+        VQI[v, 2] = 0
+        VQI[v, 3] = 0
+        return INF, True
+    if leaf == INF:
+        return t, True
+    if exact and t < leaf:
+        if not vq_push_front(VQ, VQI, v, leaf):
+            return leaf, False
+        return t, True
+    return leaf, vq_push(VQ, VQI, v, t, exact)
+
+
 @inline_kernel
 def vq_pop(VQ, VQI, v):
     count = VQI[v, 3]

@@ -369,6 +369,11 @@ class GroupCompiler:
         self.declarations()
         self.layout()
         self._find_lines()
+        # without interrupt(), abort() or code that sets INTERRUPT, the checks are left out
+        self.may_interrupt = any(
+            ins.name in ("interrupt", "abort") or
+            (ins.name in ("EMIT_CODE", "ASSIGN") and "INTERRUPT" in (ins.code + ins.target))
+            for p in self.parsed for sec in p.sections for ins in sec.instructions)
         e = _Emitter()
         self.e = e
         # the group's name stays out of the source: identical groups share one compiled program
@@ -476,10 +481,11 @@ class GroupCompiler:
             e(f"if _e_f >= {self.R}:")
             e(f"    S[{self.LTB} + _e_f] = _rt.vq_pop(VQ, VQI, _e_f - {self.R})")
         self._dispatch()
-        e("if INTERRUPT:")
-        e.indent()
-        self._interrupted()
-        e.dedent()
+        if self.may_interrupt:
+            e("if INTERRUPT:")
+            e.indent()
+            self._interrupted()
+            e.dedent()
         self._next_record()
         e.dedent()
         # store
@@ -629,11 +635,12 @@ class GroupCompiler:
             for v in vs:
                 e(f"_e_vt = _e_fzt{v}")
                 self._vput_leaf(v - self.vmin)
-        e("if INTERRUPT:")
-        e.indent()
-        queue(copies)
-        self._interrupted()
-        e.dedent()
+        if self.may_interrupt:
+            e("if INTERRUPT:")
+            e.indent()
+            queue(copies)
+            self._interrupted()
+            e.dedent()
         self._next_record(before_break=lambda: queue(copies))
         for k, v in enumerate(copies):
             f = leaf[v]
@@ -649,12 +656,14 @@ class GroupCompiler:
             e(f"fileid = {f}")
             for gi in by_chn.get(v, []):
                 self._dispatch_vi(gi, v)
-            e("if INTERRUPT:")
-            e.indent()
-            queue(copies[k + 1:])
-            e("_e_ret = -3 if AbsTime_ps == INF else -2")
-            e("break")
-            e.dedent()
+            if self.may_interrupt:
+                e("if INTERRUPT:")
+                e.indent()
+                queue(copies[k + 1:])
+                e("_e_ret = -3 if AbsTime_ps == INF else -2")
+                e("break")
+                e.dedent()
+            e("pass")
             e.dedent()
             e("else:")
             e.indent()
@@ -1159,20 +1168,13 @@ class GroupCompiler:
         else:
             lt = f"S[{self.LTB + self.R} + ({v})]"
             label = "' + str(_e_vch) + '"
-        e("if _e_vt == INF:")
-        e(f"    {lt} = INF")
-        e(f"    VQI[{v}, 2] = 0")
-        e(f"    VQI[{v}, 3] = 0")
-        e(f"elif {lt} == INF:")
+        # the common case inline: an idle channel takes the event as its head
+        e(f"if {lt} == INF and _e_vt != INF:")
         e(f"    {lt} = _e_vt")
-        if self.exact:
-            e(f"elif _e_vt < {lt}:")
-            e(f"    if not _rt.vq_push_front(VQ, VQI, {v}, {lt}):")
-            e(f"        raise RuntimeError('virtual channel {label}: queue full; declare a larger "
-              f"VFILE(chn, size)')")
-            e(f"    {lt} = _e_vt")
-        e(f"elif not _rt.vq_push(VQ, VQI, {v}, _e_vt, _e_exact):")
-        e(f"    raise RuntimeError('virtual channel {label}: queue full; declare a larger "
+        e("else:")
+        e(f"    {lt}, _e_ok = _rt.vput(VQ, VQI, {v}, {lt}, _e_vt, _e_exact)")
+        e("    if not _e_ok:")
+        e(f"        raise RuntimeError('virtual channel {label}: queue full; declare a larger "
           f"VFILE(chn, size)')")
 
     def _emit(self, p, ins):
