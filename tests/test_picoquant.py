@@ -327,3 +327,48 @@ def test_truncated_file_warns(tmp_path):
     with pytest.warns(ef.FormatWarning, match="truncated"):
         info = ef.open_source(p)
     assert info.data_loss["truncated"] == 99
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+@pytest.mark.parametrize("int_time", [True, False])
+def test_hydraharp_t3_fast_path_equals_general_loop(variant, int_time):
+    """decode_hh_t3 has a branch-free fast path for (time, channel) output; the general loop
+    (taken when nsync/dtime are wanted too) is the reference: photons, overflows carrying a
+    count (V2), a lone overflow, markers, and an illegal special record, in random order."""
+    from etaflow.formats import _pq_kernels as K
+    from etaflow.formats import base as B
+    rng = np.random.default_rng(variant * 10 + int_time)
+    n = 20_000
+    kind = rng.choice(4, n, p=[0.7, 0.2, 0.08, 0.02])
+    raw = rng.integers(0, 1024, n)
+    recs = np.where(kind == 0, (rng.integers(0, 64, n) << 25) | (rng.integers(0, 32768, n) << 10)
+                    | raw, 0)
+    recs = np.where(kind == 1, (1 << 31) | (63 << 25) | np.where(rng.random(n) < 0.3, 0, raw), recs)
+    recs = np.where(kind == 2, (1 << 31) | (rng.integers(1, 16, n) << 25) | raw, recs)
+    recs = np.where(kind == 3, (1 << 31) | (40 << 25) | raw, recs)
+    buf = recs.astype("<u4").view(np.uint8)
+    ip = np.zeros(B.IP_SIZE, np.int64)
+    fp = np.zeros(B.FP_SIZE, np.float64)
+    ip[B.IP_VARIANT], ip[B.IP_EMIT], ip[B.IP_MARKER_OFFSET], ip[B.IP_TIME_SHIFT] = variant, 1, 70, 5
+    ip[B.IP_INTTIME], ip[B.IP_TTRES], ip[B.IP_DTRES] = int(int_time), 12500, 16
+    fp[B.FP_TTRES], fp[B.FP_DTRES] = 12500.3 if not int_time else 12500.0, 16.25
+    outs = []
+    for want_t3 in (False, True):
+        state = np.zeros(B.STATE_SIZE, np.int64)
+        state[B.ST_FIRST_BAD] = -1
+        t = np.zeros(2 * n, np.int64)
+        c = np.zeros(2 * n, np.uint8)
+        ns = np.zeros(2 * n if want_t3 else 0, np.int64)
+        dt = np.zeros(2 * n if want_t3 else 0, np.int64)
+        done, got = 0, []
+        while done < n:    # small output blocks, so blocks end inside marker runs too
+            cap = 8 + B.MAX_EVENTS_PER_RECORD
+            done, k = K.decode_hh_t3(buf, done, n, state, ip, fp, t[:cap], c[:cap], ns[:cap],
+                                     dt[:cap])
+            got.append((t[:k].copy(), c[:k].copy()))
+        outs.append((np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got]),
+                     state.copy()))
+    (t0, c0, s0), (t1, c1, s1) = outs
+    assert len(t0) > 0.6 * n
+    assert np.array_equal(t0, t1) and np.array_equal(c0, c1)
+    assert np.array_equal(s0, s1)

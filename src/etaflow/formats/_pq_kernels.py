@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import kernel
+from .._jit import inline_kernel, kernel
 from .base import (IP_CHANNEL_OFFSET, IP_DTRES, IP_EMIT, IP_ETA, IP_INTTIME, IP_MARKER_OFFSET,
                    IP_TIME_SHIFT, IP_TTRES, IP_VARIANT, FP_DTRES, FP_TTRES, MAX_EVENTS_PER_RECORD,
                    ST_BAD, ST_EVENTS, ST_FIRST_BAD, ST_FIRST_BAD_VALUE, ST_MARKERS, ST_OVERFLOW,
@@ -230,46 +230,75 @@ def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     return i, n
 
 
+@inline_kernel
+def _hh_t3_block(recs, i, end, start, n, ofl, state, ip, fp, out_t, out_c, out_ns, out_dt,
+                 int_time):
+    """Records i..end of _hh_t3_times; int_time is a constant at each call site, so the time
+    rule is chosen at compile time rather than per record."""
+    v1 = ip[IP_VARIANT] == 1
+    coff = ip[IP_CHANNEL_OFFSET]
+    ttres, dtres, shift = ip[IP_TTRES], ip[IP_DTRES], ip[IP_TIME_SHIFT]
+    ttres_f, dtres_f = fp[FP_TTRES], fp[FP_DTRES]
+    n0 = n
+    others = np.int64(0)          # special records that are not overflows
+    marker_events = np.int64(0)
+    for j in range(i, end):
+        rec = recs[j]
+        raw = np.int64(rec & 0x3FF)
+        nsync = ofl + raw
+        top = rec >> 25
+        if (top >= 0x40) & (top != 0x7F):     # one branch, rarely taken (no 'and')
+            # a special record other than an overflow (markers, or illegal)
+            others += 1
+            chan = top & 0x3F
+            if 1 <= chan <= 15:
+                before = n
+                n = _markers(n, chan, _rel_time(nsync, 0, ip, fp), nsync, ip, state,
+                             out_t, out_c, out_ns, out_dt)
+                marker_events += n - before
+            else:
+                _bad(state, j - start, np.int64(rec))
+            continue
+        # photon or overflow, without a branch: at high count rates every few records is an
+        # overflow, and a mispredicted branch costs more than decoding the record. An
+        # overflow writes a scratch event that the next record overwrites. (Counting photons
+        # and overflows in the loop costs as much again: they are derived below.)
+        special = np.int64(top >> 6)
+        dtime = np.int64((rec >> 10) & 0x7FFF)
+        if int_time:
+            out_t[n] = nsync * ttres + dtime * dtres + shift
+        else:   # the same arithmetic as _rel_time
+            out_t[n] = (np.int64(np.round(nsync * ttres_f)) +
+                        np.int64(np.round(dtime * dtres_f)) + shift)
+        out_c[n] = np.uint8((coff + (top & 0x3F)) & 0xFF)
+        n += 1 - special
+        wraps = np.int64(1) if v1 | (raw == 0) else raw
+        ofl += special * HH_T3_WRAP * wraps
+    photons = n - n0 - marker_events
+    return n, ofl, photons, (end - i) - photons - others
+
+
 @kernel
 def _hh_t3_times(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt, cap):
     """decode_hh_t3's fast path when only times and channels are wanted: blocks that cannot
-    overflow the output, event counts kept in a register. Returns (next record, events)."""
-    v1 = ip[IP_VARIANT] == 1
+    overflow the output, counts kept in registers. Returns (next record, events)."""
     ofl = state[ST_OVERFLOW]
-    coff = ip[IP_CHANNEL_OFFSET]
-    inttime = ip[IP_INTTIME] != 0
-    ttres, dtres, shift = ip[IP_TTRES], ip[IP_DTRES], ip[IP_TIME_SHIFT]
-    ttres_f, dtres_f = fp[FP_TTRES], fp[FP_DTRES]
     n = 0
     i = start
     signal = np.int64(0)
+    overflows = np.int64(0)
     while i < stop and n <= cap:
         end = min(stop, i + (cap - n) // MAX_EVENTS_PER_RECORD + 1)
-        for j in range(i, end):
-            rec = recs[j]
-            nsync = ofl + np.int64(rec & 0x3FF)
-            if rec < 0x80000000:
-                dtime = np.int64((rec >> 10) & 0x7FFF)
-                if inttime:
-                    out_t[n] = nsync * ttres + dtime * dtres + shift
-                else:   # the same arithmetic as _rel_time
-                    out_t[n] = (np.int64(np.round(nsync * ttres_f)) +
-                                np.int64(np.round(dtime * dtres_f)) + shift)
-                out_c[n] = np.uint8((coff + ((rec >> 25) & 0x3F)) & 0xFF)
-                n += 1
-                signal += 1
-            else:
-                chan = (rec >> 25) & 0x3F
-                if chan == 63:
-                    raw = np.int64(rec & 0x3FF)
-                    ofl += HH_T3_WRAP if (v1 or raw == 0) else HH_T3_WRAP * raw
-                    state[ST_OVERFLOWS] += 1
-                elif 1 <= chan <= 15:
-                    n = _markers(n, chan, _rel_time(nsync, 0, ip, fp), nsync, ip, state,
-                                 out_t, out_c, out_ns, out_dt)
-                else:
-                    _bad(state, j - start, np.int64(rec))
+        if ip[IP_INTTIME]:
+            n, ofl, s, o = _hh_t3_block(recs, i, end, start, n, ofl, state, ip, fp, out_t, out_c,
+                                        out_ns, out_dt, True)
+        else:
+            n, ofl, s, o = _hh_t3_block(recs, i, end, start, n, ofl, state, ip, fp, out_t, out_c,
+                                        out_ns, out_dt, False)
+        signal += s
+        overflows += o
         i = end
+    state[ST_OVERFLOWS] += overflows
     state[ST_EVENTS] += signal
     state[ST_OVERFLOW] = ofl
     state[ST_RECORD] += i - start
