@@ -384,3 +384,21 @@ def test_image_index_out_of_range_is_an_error(tmp_path):
     ev = [(0, 1), (10, 2), (20, 2), (30, 2)]       # the third stop would write img[2]
     with pytest.raises(ef.RecipeError, match="img: index out of range 0..1"):
         run(rec, events_file(tmp_path / "e.qt", ev), "exact")
+
+
+def test_last_sync_exact_is_the_decoders_sync_grid():
+    """Exact LAST_SYNC = the largest sync time <= T on the grid the T3 decoder assigns
+    (np.round(k x period) in float64, so that a photon's last sync is its own sync record),
+    checked at and around the sync times themselves, where k = floor(T / period) can be one
+    off, for irregular periods up to T ~ 1e15 ps (11 days)."""
+    from etaflow.engine.runtime import last_sync
+    rng = np.random.default_rng(7)
+    for period in (12_512.587663189168, 100_000.0 / 3.0, 1.5, 25_000.000000001):
+        def grid(k):
+            return int(np.round(np.float64(k) * period))
+        for k in [int(x) for x in rng.integers(0, int(1e15 / period), 300)] + [0, 1, 2]:
+            for T in (grid(k) - 1, grid(k), grid(k) + 1, grid(k + 1) - 1):
+                if T < 0:
+                    continue
+                want = max(g for g in (grid(k - 1), grid(k), grid(k + 1)) if g <= T)
+                assert last_sync(T, int(period), period, True) == want, (period, k, T)

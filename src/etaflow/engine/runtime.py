@@ -118,7 +118,9 @@ def last_sync(T, sync_int, sync_exact, exact):
     if not exact or sync_exact <= 0.0:
         # a source without a sync period (T2, quTAG) has no last sync: ETA divides by zero too
         return T - T % sync_int
-    k = np.int64(np.floor(T / sync_exact))
+    # a multiplication by the (loop-invariant, hoisted) inverse instead of a division per
+    # event; k may then be one off near a sync, which the two checks below correct anyway
+    k = np.int64(np.floor(T * (1.0 / sync_exact)))
     s = np.int64(np.round(k * sync_exact))
     if s > T:
         s = np.int64(np.round((k - 1) * sync_exact))
