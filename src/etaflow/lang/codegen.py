@@ -144,6 +144,7 @@ class GroupCompiler:
         self.scalars: dict[str, tuple[int, int]] = {}
         self.tables: list = []
         self.sync_uses: list = []     # where the code needs the sync period of RFILE 0
+        self._state_read: dict = {}   # VI index -> whether its dispatch tests its state
 
     # --- errors -------------------------------------------------------------------------------
     def err(self, msg, vi, ins: Instruction | None = None):
@@ -722,31 +723,34 @@ class GroupCompiler:
         same code, the state test is left out (it is an unpredictable branch per event)."""
         e = self.e
         p = self.parsed[gi]
-        blocks = []
-        for (s, c), dst in sorted(p.graph.transitions.items()):
-            if c != ch:
-                continue
-            sub = _Emitter()
-            outer, self.e = self.e, sub
-            try:
-                self._transition(gi, p, s, dst, ch, set_last=False)
-            finally:
-                self.e = outer
-            blocks.append((s, dst, sub))
-        same = len({(d, sub.text()) for _, d, sub in blocks}) == 1
-        if same and len(blocks) == len(p.graph.states):
-            e(f"last_{gi} = now_{gi}")
-            for line, where in zip(blocks[0][2].lines, blocks[0][2].where):
-                e(line, where)
+        blocks = sorted((s, dst) for (s, c), dst in p.graph.transitions.items() if c == ch)
+        if self._state_free(gi, ch):
+            s, dst = blocks[0]
+            self._transition(gi, p, s, dst, ch)
             return
-        for k, (s, dst, sub) in enumerate(blocks):
+        for k, (s, dst) in enumerate(blocks):
             e(f"{'if' if k == 0 else 'elif'} now_{gi} == {s}:")
             e.indent()
-            e(f"last_{gi} = {s}")
-            for line, where in zip(sub.lines, sub.where):
-                e(line, where)
+            self._transition(gi, p, s, dst, ch)
             e("pass")
             e.dedent()
+
+    def _state_free(self, gi: int, ch: int) -> bool:
+        """Whether VI gi does the same on channel ch whatever its state: every state has the
+        transition, to one target state, running the same code sections."""
+        p = self.parsed[gi]
+        moves = [(s, dst) for (s, c), dst in p.graph.transitions.items() if c == ch]
+        if len(moves) != len(p.graph.states) or len({dst for _, dst in moves}) != 1:
+            return False
+        return len({tuple(map(id, self._sections_run(p, s, dst, ch))) for s, dst in moves}) == 1
+
+    def _reads_state(self, gi: int) -> bool:
+        """Whether VI gi ever tests its state; if not, its state is never stored either (a
+        variable less in the event loop: registers are what the loop runs short of)."""
+        if gi not in self._state_read:
+            chans = {c for (_, c) in self.parsed[gi].graph.transitions}
+            self._state_read[gi] = not all(self._state_free(gi, c) for c in chans)
+        return self._state_read[gi]
 
     def _check_untriggered(self):
         import warnings
@@ -763,16 +767,15 @@ class GroupCompiler:
                                               "transition is not drawn on the diagram",
                                               stacklevel=2)
 
-    def _transition(self, gi, p: ParsedVI, s, dst, ch, set_last=True):
+    def _transition(self, gi, p: ParsedVI, s, dst, ch):
         e = self.e
-
         exits, enters = self._sections_run(p, s, dst, ch, split=True)
         for sec in exits:
             for ins in sec.instructions:
                 self._action(p, ins, triggered=True)
-        if set_last:
-            e(f"last_{gi} = {s}")
-        e(f"now_{gi} = {dst}")
+        # (ETA also keeps the previous state, last_g; nothing can read it, so it is not kept)
+        if self._reads_state(gi):
+            e(f"now_{gi} = {dst}")
         for sec in enters:
             for ins in sec.instructions:
                 self._action(p, ins, triggered=True)
