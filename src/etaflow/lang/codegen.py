@@ -370,6 +370,8 @@ class GroupCompiler:
         self.declarations()
         self.layout()
         self._find_lines()
+        # the source of the current event is kept only for code that can read it
+        self.uses_fileid = any("fileid" in p.source for p in self.parsed)
         # without interrupt(), abort() or code that sets INTERRUPT, the checks are left out
         self.may_interrupt = any(
             ins.name in ("interrupt", "abort") or
@@ -453,12 +455,12 @@ class GroupCompiler:
             f0 = order[0]
             e(f"_e_t = _e_lt{f0}")
             e(f"_e_f = {f0}")
-            e(f"_e_c = _e_lc{f0}")
+            e(f"_e_c = {self._leaf_chn(f0)}")
             for f in order[1:]:
                 e(f"if _e_lt{f} < _e_t:")
                 e(f"    _e_t = _e_lt{f}")
                 e(f"    _e_f = {f}")
-                e(f"    _e_c = _e_lc{f}")
+                e(f"    _e_c = {self._leaf_chn(f)}")
         else:
             e(f"_e_t = S[{self.LTB + order[0]}]")
             e(f"_e_f = {order[0]}")
@@ -471,7 +473,8 @@ class GroupCompiler:
         e("    _e_ret = -1")
         e("    break")
         e("chn = _e_c")
-        e("fileid = _e_f")
+        if self.uses_fileid:
+            e("fileid = _e_f")
         e("AbsTime_ps = _e_t")
         # a virtual channel's next queued event replaces its head before the event is processed
         if self.leaf_locals:
@@ -654,7 +657,8 @@ class GroupCompiler:
             e.indent()
             e(f"AbsTime_ps = _e_fzt{v}")
             e(f"chn = {v}")
-            e(f"fileid = {f}")
+            if self.uses_fileid:
+                e(f"fileid = {f}")
             for gi in by_chn.get(v, []):
                 self._dispatch_vi(gi, v)
             if self.may_interrupt:
@@ -1112,6 +1116,11 @@ class GroupCompiler:
             if not self.leaf_locals and name.startswith(("_e_lt", "_e_lc")):
                 continue
             yield name, v
+
+    def _leaf_chn(self, f: int) -> str:
+        """The channel of leaf f's head event: a virtual channel's is a constant (one register
+        less in the loop), a file's is read with its event."""
+        return str(self.vmin + f - self.R) if f >= self.R else f"_e_lc{f}"
 
     def _lt(self, f: int) -> str:
         return f"_e_lt{f}" if self.leaf_locals else f"S[{self.LTB + f}]"
