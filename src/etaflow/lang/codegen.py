@@ -539,13 +539,16 @@ class GroupCompiler:
         e("_e_ret = -3 if AbsTime_ps == INF else -2")
         e("break")
 
-    def _next_record(self, before_break=None):
+    def _next_record(self, before_break=None, from_file=False):
         """Replace the head of the file the event came from with its next record; at the end of
-        the window leave the loop (the caller feeds the next one)."""
+        the window leave the loop (the caller feeds the next one). ``from_file``: the event is
+        known to come from a file (a file channel's block), so with one file no test is needed."""
         e = self.e
         for r in range(self.R):
-            e(f"if _e_f == {r}:")
-            e.indent()
+            test = not (from_file and self.R == 1)
+            if test:
+                e(f"if _e_f == {r}:")
+                e.indent()
             e(f"if _e_pos{r} < _e_src{r}_t.shape[0]:")
             e(f"    {self._lt(r)} = _e_src{r}_t[_e_pos{r}]")
             e(f"    {self._lc(r)} = _e_src{r}_c[_e_pos{r}]")
@@ -558,7 +561,8 @@ class GroupCompiler:
             e(f"_e_ret = {r}")
             e("break")
             e.dedent()
-            e.dedent()
+            if test:
+                e.dedent()
 
     # --- zero-delay lines -------------------------------------------------------------------------
     def _find_lines(self):
@@ -645,7 +649,7 @@ class GroupCompiler:
             queue(copies)
             self._interrupted()
             e.dedent()
-        self._next_record(before_break=lambda: queue(copies))
+        self._next_record(before_break=lambda: queue(copies), from_file=True)
         for k, v in enumerate(copies):
             f = leaf[v]
             conds = [f"_e_fzt{v} != INF", f"{self._lt(f)} == INF"]
