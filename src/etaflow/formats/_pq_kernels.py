@@ -231,38 +231,28 @@ def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
 
 
 @kernel
-def _hh_t3_block(recs, i, end, start, n, ofl, state, ip, fp, out_t, out_c, out_ns, out_dt,
-                 int_time):
-    """Records i..end of _hh_t3_times (a function of its own: inside the block loop of the
-    caller, the same code ran a third slower)."""
+def _hh_t3_block(recs, i, end, n, ofl, ip, fp, out_t, out_c, int_time):
+    """Photons and overflows of records i..end for _hh_t3_times, stopping at the first other
+    special record (markers, illegal), which the caller decodes. Returns (records done,
+    events, overflow ticks, overflow records). A function of its own, with no calls inside:
+    the loop then compiles to straight-line code."""
     v1 = ip[IP_VARIANT] == 1
     coff = ip[IP_CHANNEL_OFFSET]
     ttres, dtres, shift = ip[IP_TTRES], ip[IP_DTRES], ip[IP_TIME_SHIFT]
     ttres_f, dtres_f = fp[FP_TTRES], fp[FP_DTRES]
     n0 = n
-    others = np.int64(0)          # special records that are not overflows
-    marker_events = np.int64(0)
-    for j in range(i, end):
+    j = i
+    while j < end:
         rec = recs[j]
-        raw = np.int64(rec & 0x3FF)
-        nsync = ofl + raw
         top = rec >> 25
         if (top >= 0x40) & (top != 0x7F):     # one branch, rarely taken (no 'and')
-            # a special record other than an overflow (markers, or illegal)
-            others += 1
-            chan = top & 0x3F
-            if 1 <= chan <= 15:
-                before = n
-                n = _markers(n, chan, _rel_time(nsync, 0, ip, fp), nsync, ip, state,
-                             out_t, out_c, out_ns, out_dt)
-                marker_events += n - before
-            else:
-                _bad(state, j - start, np.int64(rec))
-            continue
+            break
         # photon or overflow, without a branch: at high count rates every few records is an
         # overflow, and a mispredicted branch costs more than decoding the record. An
         # overflow writes a scratch event that the next record overwrites. (Counting photons
         # and overflows in the loop costs as much again: they are derived below.)
+        raw = np.int64(rec & 0x3FF)
+        nsync = ofl + raw
         special = np.int64(top >> 6)
         dtime = np.int64((rec >> 10) & 0x7FFF)
         if int_time:
@@ -274,8 +264,8 @@ def _hh_t3_block(recs, i, end, start, n, ofl, state, ip, fp, out_t, out_c, out_n
         n += 1 - special
         wraps = np.int64(1) if v1 | (raw == 0) else raw
         ofl += special * HH_T3_WRAP * wraps
-    photons = n - n0 - marker_events
-    return n, ofl, photons, (end - i) - photons - others
+        j += 1
+    return j, n, ofl, (j - i) - (n - n0)
 
 
 @kernel
@@ -283,19 +273,29 @@ def _hh_t3_times(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt,
     """decode_hh_t3's fast path when only times and channels are wanted: blocks that cannot
     overflow the output, counts kept in registers. Returns (next record, events)."""
     ofl = state[ST_OVERFLOW]
+    int_time = ip[IP_INTTIME] != 0
     n = 0
     i = start
-    signal = np.int64(0)
+    photons = np.int64(0)
     overflows = np.int64(0)
     while i < stop and n <= cap:
         end = min(stop, i + (cap - n) // MAX_EVENTS_PER_RECORD + 1)
-        n, ofl, s, o = _hh_t3_block(recs, i, end, start, n, ofl, state, ip, fp, out_t, out_c,
-                                    out_ns, out_dt, ip[IP_INTTIME] != 0)
-        signal += s
+        n_before = n
+        i, n, ofl, o = _hh_t3_block(recs, i, end, n, ofl, ip, fp, out_t, out_c, int_time)
+        photons += n - n_before
         overflows += o
-        i = end
+        if i < end:     # a marker or illegal record stopped the block
+            rec = np.int64(recs[i])
+            nsync = ofl + (rec & 0x3FF)
+            chan = (rec >> 25) & 0x3F
+            if 1 <= chan <= 15:
+                n = _markers(n, chan, _rel_time(nsync, 0, ip, fp), nsync, ip, state,
+                             out_t, out_c, out_ns, out_dt)
+            else:
+                _bad(state, i - start, rec)
+            i += 1
     state[ST_OVERFLOWS] += overflows
-    state[ST_EVENTS] += signal
+    state[ST_EVENTS] += photons
     state[ST_OVERFLOW] = ofl
     state[ST_RECORD] += i - start
     return i, n
