@@ -72,6 +72,25 @@ def test_clips_reuse_and_independent(tmp_path):
     np.testing.assert_array_equal(t, ticks)
 
 
+def test_reused_clip_refills_its_buffer_only_when_nobody_holds_it(tmp_path):
+    """clips(reuse_clips=True) refills the window's buffer in place (no page faults for a new
+    one) unless something still holds the old buffer: then the held data stays as it was."""
+    path, ticks, _, recs = _file(tmp_path)
+    gen = ef.clips(path, read_events=100)
+    first = next(gen)
+    buf0 = first.buffer
+    kept = buf0.copy()
+    second = next(gen)                  # buf0 is still referenced here: a new buffer
+    assert second.buffer is not buf0
+    np.testing.assert_array_equal(buf0, kept)
+    del buf0, kept
+    buf1_id = id(second.buffer)
+    third = next(gen)                   # nothing else holds the buffer: refilled in place
+    assert id(third.buffer) == buf1_id
+    fresh = ef.clip_file(path, read_events=100, seek_event=200)
+    np.testing.assert_array_equal(third.events()[0], fresh.events()[0])
+
+
 def test_keep_indexes(tmp_path):
     path, ticks, _, recs = _file(tmp_path)
     got = [c.first_record() for c in ef.clips(path, read_events=100, keep_indexes=[0, 3, 4])]

@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+import types
 
 import numpy as np
 
@@ -414,15 +415,27 @@ def clip_file(filename, modify_clip=None, read_events=0, seek_event=-1, format=-
     return clip.validate() or False
 
 
+def _attribute_refs(holder, name: str) -> int:
+    """sys.getrefcount of holder.<name> as seen from here (the count includes this frame's own
+    references, which differ between Python versions; _SOLE_REFS calibrates them)."""
+    value = getattr(holder, name)
+    return sys.getrefcount(value)
+
+
+# what _attribute_refs reports for an object that only its attribute holds
+_SOLE_REFS = _attribute_refs(types.SimpleNamespace(x=np.empty(1)), "x")
+
+
 def _refillable(clip: Clip, nbytes: int) -> bool:
     """The Clip's buffer may be refilled in place: it is an array clip_file made, of the right
     size, and nobody else holds it (the engine lets go of a window once it has decoded it; a
     Clip copy or a caller's variable keeps it alive and gets a new buffer). Refilling saves the
     page faults of a fresh buffer per window, which cost more than the read itself."""
     b = clip.buffer
-    # references: the Clip's attribute, the local name b and getrefcount's argument
-    return (clip._owns_buffer and type(b) is np.ndarray and b.base is None and len(b) == nbytes
-            and sys.getrefcount(b) <= 3)
+    if not (clip._owns_buffer and type(b) is np.ndarray and b.base is None and len(b) == nbytes):
+        return False
+    del b
+    return _attribute_refs(clip, "buffer") <= _SOLE_REFS
 
 
 def clips(filename, modify_clip=None, read_events=1024 * 1024 * 10, seek_event=-1, format=-1,
