@@ -15,6 +15,12 @@ end of the data           pending events dropped            pending events drain
 ========================  ================================  ================================
 
 Everything else (tie rule, dispatch order, binning arithmetic) is shared.
+
+Speed comes from keeping the loop small, not from changing what it computes: zero-delay lines
+(``emit(v, 0)`` copies) skip the queue when their copy wins the merge anyway (_find_lines);
+code a group cannot need is not generated (interrupt checks, the state of a VI that never tests
+it, ETA's previous-state variable, ``fileid`` unless mentioned), because the loop is bound by the
+number of variables it carries from event to event more than by arithmetic.
 """
 
 from __future__ import annotations
@@ -584,12 +590,13 @@ class GroupCompiler:
         if any(ins.name == "cancel_emit" or _int_literal(self._arg(ins, 0, "chn")) is None
                for _, ins in emits):
             return     # a computed channel or a cancel may touch any copy: keep the queues
-        lines = [p for p in self.parsed if self._line_emits(p) is not None]
+        found = {id(p): self._line_emits(p) for p in self.parsed}
+        lines = [p for p in self.parsed if found[id(p)] is not None]
         other = {_int_literal(self._arg(ins, 0, "chn")) for p, ins in emits if p not in lines}
-        lines = [p for p in lines if not (self._line_emits(p)[1] & other)]
+        lines = [p for p in lines if not (found[id(p)][1] & other)]
         per_chn: dict = {}
         for p in lines:
-            for ch, targets in self._line_emits(p)[0].items():
+            for ch, targets in found[id(p)][0].items():
                 per_chn.setdefault(ch, []).extend(targets)
         if any(len(t) != len(set(t)) for t in per_chn.values()):
             return     # two copies of one event into one channel: leave it to the queue
@@ -598,7 +605,7 @@ class GroupCompiler:
                 for ins in sec.instructions:
                     if ins.name == "emit":
                         self.line_ins.add(id(ins))
-            self.line_targets |= self._line_emits(p)[1]
+            self.line_targets |= found[id(p)][1]
 
     def _line_emits(self, p: ParsedVI):
         """({file channel: [virtual channels]}, targets) if VI p is a zero-delay line, else None."""
