@@ -372,3 +372,41 @@ def test_hydraharp_t3_fast_path_equals_general_loop(variant, int_time):
     assert len(t0) > 0.6 * n
     assert np.array_equal(t0, t1) and np.array_equal(c0, c1)
     assert np.array_equal(s0, s1)
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+@pytest.mark.parametrize("eta", [False, True])
+def test_hydraharp_t2_state_scan_equals_decoding(variant, eta):
+    """Seeking and clips_list advance the decoder state without emitting events (a counting
+    fast path); the state must equal the one decoding leaves behind: photons, syncs, markers
+    (several bits; ETA mode counts the lowest only), overflows with counts, illegal records."""
+    from etaflow.formats import _pq_kernels as K
+    from etaflow.formats import base as B
+    rng = np.random.default_rng(variant * 2 + eta)
+    n = 20_000
+    kind = rng.choice(5, n, p=[0.8, 0.08, 0.05, 0.05, 0.02])
+    tt = rng.integers(0, 1 << 25, n)
+    recs = np.where(kind == 0, (rng.integers(0, 64, n) << 25) | tt, 0)
+    recs = np.where(kind == 1, (1 << 31) | (63 << 25) | np.where(rng.random(n) < 0.3, 0, tt % 7),
+                    recs)
+    recs = np.where(kind == 2, (1 << 31) | tt, recs)                                  # sync
+    recs = np.where(kind == 3, (1 << 31) | (rng.integers(1, 16, n) << 25) | tt, recs)  # markers
+    recs = np.where(kind == 4, (1 << 31) | (40 << 25) | tt, recs)                      # illegal
+    buf = recs.astype("<u4").view(np.uint8)
+    states = []
+    for emit in (True, False):
+        ip = np.zeros(B.IP_SIZE, np.int64)
+        fp = np.zeros(B.FP_SIZE, np.float64)
+        ip[B.IP_VARIANT], ip[B.IP_EMIT], ip[B.IP_ETA] = variant, int(emit), int(eta)
+        ip[B.IP_INTTIME], ip[B.IP_TTRES], fp[B.FP_TTRES] = 1, 1, 1.0
+        state = np.zeros(B.STATE_SIZE, np.int64)
+        state[B.ST_FIRST_BAD] = -1
+        t = np.zeros(4 * n, np.int64)
+        c = np.zeros(4 * n, np.uint8)
+        e = np.zeros(0, np.int64)
+        done = 0
+        while done < n:
+            done, _ = K.decode_hh_t2(buf, done, n, state, ip, fp, t, c, e, e)
+        states.append(state)
+    assert states[0][B.ST_EVENTS] > 0.8 * n and states[0][B.ST_MARKERS] > 0
+    np.testing.assert_array_equal(states[0], states[1])

@@ -157,6 +157,37 @@ def decode_ph_t3(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
 
 
 @kernel
+def _hh_t2_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
+    """decode_hh_t2 without output (the state scan that seeks and clips_list rely on): photon
+    records are only counted, from the records that are not (counts kept in registers)."""
+    v1 = ip[IP_VARIANT] == 1
+    ofl = state[ST_OVERFLOW]
+    specials = np.int64(0)
+    syncs = np.int64(0)
+    overflows = np.int64(0)
+    for i in range(start, stop):
+        rec = recs[i]
+        if rec >= 0x80000000:
+            specials += 1
+            tt = np.int64(rec & 0x1FFFFFF)
+            chan = (rec >> 25) & 0x3F
+            if chan == 63:
+                ofl += HH1_T2_WRAP if v1 else (HH2_T2_WRAP if tt == 0 else HH2_T2_WRAP * tt)
+                overflows += 1
+            elif chan == 0:
+                syncs += 1
+            elif chan <= 15:
+                _markers(0, chan, 0, -1, ip, state, out_t, out_c, out_ns, out_dt)
+            else:
+                _bad(state, i - start, np.int64(rec))
+    state[ST_EVENTS] += (stop - start) - specials + syncs
+    state[ST_OVERFLOWS] += overflows
+    state[ST_OVERFLOW] = ofl
+    state[ST_RECORD] += stop - start
+    return stop, 0
+
+
+@kernel
 def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     recs = buf.view(np.uint32)
     emit = ip[IP_EMIT] != 0
@@ -166,7 +197,9 @@ def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     coff = ip[IP_CHANNEL_OFFSET]
     n = 0
     i = start
-    if ip[IP_INTTIME] and emit:
+    if not emit:
+        return _hh_t2_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt)
+    if ip[IP_INTTIME]:
         # Fast path for the common case (integer ps tick). The inner range loop covers a block
         # that cannot overflow the output, so its body has no capacity test.
         tres = ip[IP_TTRES]
