@@ -16,8 +16,8 @@ end of the data           pending events dropped            pending events drain
 
 Everything else (tie rule, dispatch order, binning arithmetic) is shared.
 
-Speed comes from keeping the loop small, not from changing what it computes: zero-delay lines
-(``emit(v, 0)`` copies) skip the queue when their copy wins the merge anyway (_find_lines);
+Speed comes from keeping the loop small, not from changing what it computes: delay lines
+(``emit(v, d)`` copies) skip the queue when their copy wins the merge anyway (_find_lines);
 code a group cannot need is not generated (interrupt checks, the state of a VI that never tests
 it, ETA's previous-state variable, ``fileid`` unless mentioned), because the loop is bound by the
 number of variables it carries from event to event more than by arithmetic.
@@ -41,7 +41,7 @@ KNOWN_KEYWORDS = {"name", "signal_channels", "marker_channels", "chn", "size", "
                   "dimension", "type", "max_start", "max_stop", "dims", "extra_dims", "num_slots",
                   "flag_name", "threshold", "waittime", "period", "repeat"}
 
-# zero-delay lines skip the queue (see GroupCompiler._find_lines); tests switch it off to compare
+# delay lines skip the queue (see GroupCompiler._find_lines); tests switch it off to compare
 FUSE_LINES = True
 
 # up to this many sources keep their pending head events in local variables (registers)
@@ -570,16 +570,19 @@ class GroupCompiler:
             if test:
                 e.dedent()
 
-    # --- zero-delay lines -------------------------------------------------------------------------
+    # --- delay lines -------------------------------------------------------------------------------
     def _find_lines(self):
-        """Find the zero-delay lines: VIs of one state that only copy file channels into virtual
-        channels at the same time (``emit(v, 0)``), the delay lines of ETA's correlation recipes.
+        """Find the delay lines: VIs of one state that only copy file channels into virtual
+        channels a constant time later (``emit(v, d)``, d a literal >= 0, often 0), the delay
+        lines of ETA's correlation and lifetime recipes.
 
         Their copies skip the queue: after the file event has run and its file has popped the
         next record, each copy that wins the merge against every pending head (the rule of
         spec 4.2, evaluated on the spot) runs at once, with its channel known statically; a copy
-        that does not win is queued as any emit. The order of events is the merge's, so results
-        do not change; a photon costs one loop iteration instead of two."""
+        that does not win (a file event comes first, or an earlier copy still waits) is queued
+        as any emit. The order of events is the merge's, so results do not change; a photon
+        costs one loop iteration instead of two whenever its copy is due before the next
+        photon."""
         self.line_ins: set = set()          # id() of the emit instructions of lines
         self.line_targets: set = set()
         self._line_copies: list = []        # copies made by the block being generated
@@ -608,7 +611,7 @@ class GroupCompiler:
             self.line_targets |= found[id(p)][1]
 
     def _line_emits(self, p: ParsedVI):
-        """({file channel: [virtual channels]}, targets) if VI p is a zero-delay line, else None."""
+        """({file channel: [virtual channels]}, targets) if VI p is a delay line, else None."""
         if len(p.graph.states) != 1 or not p.graph.transitions:
             return None
         for sec in p.sections:
@@ -624,7 +627,7 @@ class GroupCompiler:
                 wait = _int_literal(self._arg(ins, 1, "waittime", "0"))
                 period = _int_literal(self._arg(ins, 2, "period", "0"))
                 repeat = _int_literal(self._arg(ins, 3, "repeat", "1"))
-                if wait != 0 or period != 0 or repeat not in (0, 1):
+                if wait is None or wait < 0 or period != 0 or repeat not in (0, 1):
                     return None
         copies, targets = {}, set()
         for (s, ch), dst in p.graph.transitions.items():
