@@ -376,6 +376,43 @@ def test_hydraharp_t3_fast_path_equals_general_loop(variant, int_time):
 
 @pytest.mark.parametrize("variant", [1, 2])
 @pytest.mark.parametrize("eta", [False, True])
+def test_hydraharp_t3_state_scan_equals_decoding(variant, eta):
+    """The T3 state scan (no events emitted) leaves the state the general decoding loop (the
+    one that also returns nsync and dtime) leaves behind."""
+    from etaflow.formats import _pq_kernels as K
+    from etaflow.formats import base as B
+    rng = np.random.default_rng(variant * 2 + eta + 50)
+    n = 20_000
+    kind = rng.choice(4, n, p=[0.7, 0.2, 0.08, 0.02])
+    raw = rng.integers(0, 1024, n)
+    recs = np.where(kind == 0, (rng.integers(0, 64, n) << 25) | (rng.integers(0, 32768, n) << 10)
+                    | raw, 0)
+    recs = np.where(kind == 1, (1 << 31) | (63 << 25) | np.where(rng.random(n) < 0.3, 0, raw), recs)
+    recs = np.where(kind == 2, (1 << 31) | (rng.integers(1, 16, n) << 25) | raw, recs)
+    recs = np.where(kind == 3, (1 << 31) | (40 << 25) | raw, recs)
+    buf = recs.astype("<u4").view(np.uint8)
+    states = []
+    for emit in (True, False):
+        ip = np.zeros(B.IP_SIZE, np.int64)
+        fp = np.zeros(B.FP_SIZE, np.float64)
+        ip[B.IP_VARIANT], ip[B.IP_EMIT], ip[B.IP_ETA] = variant, int(emit), int(eta)
+        ip[B.IP_INTTIME], ip[B.IP_TTRES], ip[B.IP_DTRES] = 1, 12500, 16
+        state = np.zeros(B.STATE_SIZE, np.int64)
+        state[B.ST_FIRST_BAD] = -1
+        t = np.zeros(4 * n, np.int64)
+        c = np.zeros(4 * n, np.uint8)
+        ns = np.zeros(4 * n if emit else 0, np.int64)
+        dt = np.zeros(4 * n if emit else 0, np.int64)
+        done = 0
+        while done < n:
+            done, _ = K.decode_hh_t3(buf, done, n, state, ip, fp, t, c, ns, dt)
+        states.append(state)
+    assert states[0][B.ST_EVENTS] > 0.6 * n and states[0][B.ST_MARKERS] > 0
+    np.testing.assert_array_equal(states[0], states[1])
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+@pytest.mark.parametrize("eta", [False, True])
 def test_hydraharp_t2_state_scan_equals_decoding(variant, eta):
     """Seeking and clips_list advance the decoder state without emitting events (a counting
     fast path); the state must equal the one decoding leaves behind: photons, syncs, markers

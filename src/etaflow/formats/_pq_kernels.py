@@ -335,6 +335,34 @@ def _hh_t3_times(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt,
 
 
 @kernel
+def _hh_t3_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
+    """decode_hh_t3 without output (the state scan of seeks and clips_list): photons are only
+    counted, from the records that are not (counts kept in registers)."""
+    v1 = ip[IP_VARIANT] == 1
+    ofl = state[ST_OVERFLOW]
+    specials = np.int64(0)
+    overflows = np.int64(0)
+    for i in range(start, stop):
+        rec = recs[i]
+        if rec >= 0x80000000:
+            specials += 1
+            raw = np.int64(rec & 0x3FF)
+            chan = (rec >> 25) & 0x3F
+            if chan == 63:
+                ofl += HH_T3_WRAP if (v1 or raw == 0) else HH_T3_WRAP * raw
+                overflows += 1
+            elif 1 <= chan <= 15:
+                _markers(0, chan, 0, ofl + raw, ip, state, out_t, out_c, out_ns, out_dt)
+            else:
+                _bad(state, i - start, np.int64(rec))
+    state[ST_EVENTS] += (stop - start) - specials
+    state[ST_OVERFLOWS] += overflows
+    state[ST_OVERFLOW] = ofl
+    state[ST_RECORD] += stop - start
+    return stop, 0
+
+
+@kernel
 def decode_hh_t3(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     recs = buf.view(np.uint32)
     emit = ip[IP_EMIT] != 0
@@ -346,6 +374,8 @@ def decode_hh_t3(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     i = start
     if emit and out_ns.shape[0] == 0:
         return _hh_t3_times(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt, cap)
+    if not emit:
+        return _hh_t3_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt)
     while i < stop and (n <= cap or not emit):
         rec = np.int64(recs[i])
         chan = (rec >> 25) & 0x3F
