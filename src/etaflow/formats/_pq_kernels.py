@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import kernel
+from .._jit import inline_kernel, kernel
 from .base import (IP_CHANNEL_OFFSET, IP_DTRES, IP_EMIT, IP_ETA, IP_INTTIME, IP_MARKER_OFFSET,
                    IP_TIME_SHIFT, IP_TTRES, IP_VARIANT, FP_DTRES, FP_TTRES, MAX_EVENTS_PER_RECORD,
                    ST_BAD, ST_EVENTS, ST_FIRST_BAD, ST_FIRST_BAD_VALUE, ST_MARKERS, ST_OVERFLOW,
@@ -28,6 +28,20 @@ PH_T3_WRAP = 65536
 HH1_T2_WRAP = 33552000      # HydraHarp V1 T2
 HH2_T2_WRAP = 33554432      # 2**25, every later T2 device
 HH_T3_WRAP = 1024
+
+
+@inline_kernel
+def _hh_t2_wrap(tt, v1):
+    """Ticks a HydraHarp-family T2 overflow record adds: V1 one fixed period; later devices
+    carry a count in the time field (0 meaning 1)."""
+    return HH1_T2_WRAP if v1 else (HH2_T2_WRAP if tt == 0 else HH2_T2_WRAP * tt)
+
+
+@inline_kernel
+def _hh_t3_wrap(raw, v1):
+    """Sync periods a HydraHarp-family T3 overflow record adds (nsync field = count, 0 = 1;
+    V1 always one wrap)."""
+    return HH_T3_WRAP if v1 | (raw == 0) else HH_T3_WRAP * raw
 
 
 @kernel
@@ -172,7 +186,7 @@ def _hh_t2_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
             tt = np.int64(rec & 0x1FFFFFF)
             chan = (rec >> 25) & 0x3F
             if chan == 63:
-                ofl += HH1_T2_WRAP if v1 else (HH2_T2_WRAP if tt == 0 else HH2_T2_WRAP * tt)
+                ofl += _hh_t2_wrap(tt, v1)
                 overflows += 1
             elif chan == 0:
                 syncs += 1
@@ -218,7 +232,7 @@ def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
                 else:
                     chan = (rec >> 25) & 0x3F
                     if chan == 63:
-                        ofl += HH1_T2_WRAP if v1 else (HH2_T2_WRAP if tt == 0 else HH2_T2_WRAP * tt)
+                        ofl += _hh_t2_wrap(tt, v1)
                         state[ST_OVERFLOWS] += 1
                     elif chan == 0:
                         out_t[n] = (ofl + tt) * tres + shift
@@ -233,24 +247,22 @@ def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
             i = end
         state[ST_EVENTS] += signal
     else:
-        while i < stop and (n <= cap or not emit):
+        while i < stop and n <= cap:
             rec = np.int64(recs[i])
             chan = (rec >> 25) & 0x3F
             tt = rec & 0x1FFFFFF
             if rec >> 31 == 0:
-                if emit:
-                    _put(n, _abs_time(ofl + tt, ip, fp), np.uint8((coff + chan + 1) & 0xFF), -1, -1,
-                         out_t, out_c, out_ns, out_dt)
-                    n += 1
+                _put(n, _abs_time(ofl + tt, ip, fp), np.uint8((coff + chan + 1) & 0xFF), -1, -1,
+                     out_t, out_c, out_ns, out_dt)
+                n += 1
                 state[ST_EVENTS] += 1
             elif chan == 63:
-                ofl += HH1_T2_WRAP if v1 else (HH2_T2_WRAP if tt == 0 else HH2_T2_WRAP * tt)
+                ofl += _hh_t2_wrap(tt, v1)
                 state[ST_OVERFLOWS] += 1
             elif chan == 0:
-                if emit:
-                    _put(n, _abs_time(ofl + tt, ip, fp), np.uint8(coff & 0xFF), -1, -1,
-                         out_t, out_c, out_ns, out_dt)
-                    n += 1
+                _put(n, _abs_time(ofl + tt, ip, fp), np.uint8(coff & 0xFF), -1, -1,
+                     out_t, out_c, out_ns, out_dt)
+                n += 1
                 state[ST_EVENTS] += 1
             elif chan <= 15:
                 n = _markers(n, chan, _abs_time(ofl + tt, ip, fp), -1, ip, state,
@@ -266,9 +278,9 @@ def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
 @kernel
 def _hh_t3_block(recs, i, end, n, ofl, ip, fp, out_t, out_c, int_time):
     """Photons and overflows of records i..end for _hh_t3_times, stopping at the first other
-    special record (markers, illegal), which the caller decodes. Returns (records done,
-    events, overflow ticks, overflow records). A function of its own, with no calls inside:
-    the loop then compiles to straight-line code."""
+    special record (markers, illegal), which the caller decodes. Returns (next record, next
+    output index, overflow accumulator, overflow records). A function of its own: inside the
+    caller's block loop the same code ran a third slower."""
     v1 = ip[IP_VARIANT] == 1
     coff = ip[IP_CHANNEL_OFFSET]
     ttres, dtres, shift = ip[IP_TTRES], ip[IP_DTRES], ip[IP_TIME_SHIFT]
@@ -295,8 +307,7 @@ def _hh_t3_block(recs, i, end, n, ofl, ip, fp, out_t, out_c, int_time):
                         np.int64(np.round(dtime * dtres_f)) + shift)
         out_c[n] = np.uint8((coff + (top & 0x3F)) & 0xFF)
         n += 1 - special
-        wraps = np.int64(1) if v1 | (raw == 0) else raw
-        ofl += special * HH_T3_WRAP * wraps
+        ofl += special * _hh_t3_wrap(raw, v1)
         j += 1
     return j, n, ofl, (j - i) - (n - n0)
 
@@ -349,7 +360,7 @@ def _hh_t3_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
             raw = np.int64(rec & 0x3FF)
             chan = (rec >> 25) & 0x3F
             if chan == 63:
-                ofl += HH_T3_WRAP if (v1 or raw == 0) else HH_T3_WRAP * raw
+                ofl += _hh_t3_wrap(raw, v1)
                 overflows += 1
             elif 1 <= chan <= 15:
                 _markers(0, chan, 0, ofl + raw, ip, state, out_t, out_c, out_ns, out_dt)
@@ -376,19 +387,18 @@ def decode_hh_t3(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
         return _hh_t3_times(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt, cap)
     if not emit:
         return _hh_t3_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt)
-    while i < stop and (n <= cap or not emit):
+    while i < stop and n <= cap:        # here events are wanted with their nsync and dtime
         rec = np.int64(recs[i])
         chan = (rec >> 25) & 0x3F
         dtime = (rec >> 10) & 0x7FFF
         nsync = rec & 0x3FF
         if rec >> 31 == 0:
-            if emit:
-                _put(n, _rel_time(ofl + nsync, dtime, ip, fp), np.uint8((coff + chan) & 0xFF),
-                     ofl + nsync, dtime, out_t, out_c, out_ns, out_dt)
-                n += 1
+            _put(n, _rel_time(ofl + nsync, dtime, ip, fp), np.uint8((coff + chan) & 0xFF),
+                 ofl + nsync, dtime, out_t, out_c, out_ns, out_dt)
+            n += 1
             state[ST_EVENTS] += 1
         elif chan == 63:
-            ofl += HH_T3_WRAP if (v1 or nsync == 0) else HH_T3_WRAP * nsync
+            ofl += _hh_t3_wrap(nsync, v1)
             state[ST_OVERFLOWS] += 1
         elif 1 <= chan <= 15:
             n = _markers(n, chan, _rel_time(ofl + nsync, 0, ip, fp), ofl + nsync, ip, state,
