@@ -268,8 +268,9 @@ class Task:
         if clip.validate() is None:
             raise RunError(f"an empty Clip was given for RFILE {s.name!r}")
         # Like ETA's reader slot, the engine keeps its own copy of the Clip's fields: a caller
-        # may refill the same Clip (clip_file(modify_clip=...)) while this task still reads it.
-        # The caller's Clip must not refill our buffer in place either.
+        # may refill the same Clip (clip_file(modify_clip=...)) while this task still reads it;
+        # the snapshot's reference to the buffer stops clip_file refilling it in place until
+        # _release lets go of a decoded window.
         s.user_clip = clip
         snap = clip.copy()
         snap.next_RecID_in_batch = clip.next_RecID_in_batch

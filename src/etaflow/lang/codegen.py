@@ -535,11 +535,12 @@ class GroupCompiler:
             sync_uses=list(self.sync_uses),
             vi_sources={p.name: p.source for p in self.parsed})
 
-    def _interrupted(self):
-        """Leave the loop after interrupt()/abort(); the file the event came from is re-popped
-        on resume (spec 4.4)."""
+    def _interrupted(self, from_file=True):
+        """Leave the loop after interrupt()/abort(); the file an event came from is re-popped
+        on resume (spec 4.4). ``from_file=False``: the event was a copy run inline, whose
+        file has already popped its next record."""
         e = self.e
-        for r in range(self.R):
+        for r in range(self.R if from_file else 0):
             e(f"if _e_f == {r}:")
             e(f"    _e_needpop{r} = 1")
         e("_e_ret = -3 if AbsTime_ps == INF else -2")
@@ -550,8 +551,8 @@ class GroupCompiler:
         the window leave the loop (the caller feeds the next one). ``from_file``: the event is
         known to come from a file (a file channel's block), so with one file no test is needed."""
         e = self.e
+        test = not (from_file and self.R == 1)
         for r in range(self.R):
-            test = not (from_file and self.R == 1)
             if test:
                 e(f"if _e_f == {r}:")
                 e.indent()
@@ -679,8 +680,7 @@ class GroupCompiler:
                 e("if INTERRUPT:")
                 e.indent()
                 queue(copies[k + 1:])
-                e("_e_ret = -3 if AbsTime_ps == INF else -2")
-                e("break")
+                self._interrupted(from_file=False)
                 e.dedent()
             e("pass")
             e.dedent()
