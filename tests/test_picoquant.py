@@ -329,16 +329,9 @@ def test_truncated_file_warns(tmp_path):
     assert info.data_loss["truncated"] == 99
 
 
-@pytest.mark.parametrize("variant", [1, 2])
-@pytest.mark.parametrize("int_time", [True, False])
-def test_hydraharp_t3_fast_path_equals_general_loop(variant, int_time):
-    """decode_hh_t3 has a branch-free fast path for (time, channel) output; the general loop
-    (taken when nsync/dtime are wanted too) is the reference: photons, overflows carrying a
-    count (V2), a lone overflow, markers, and an illegal special record, in random order."""
-    from etaflow.formats import _pq_kernels as K
-    from etaflow.formats import base as B
-    rng = np.random.default_rng(variant * 10 + int_time)
-    n = 20_000
+def _random_hh_t3(rng, n):
+    """HydraHarp T3 records in random order: photons, overflows carrying a count (V2) or not,
+    markers, and an illegal special record."""
     kind = rng.choice(4, n, p=[0.7, 0.2, 0.08, 0.02])
     raw = rng.integers(0, 1024, n)
     recs = np.where(kind == 0, (rng.integers(0, 64, n) << 25) | (rng.integers(0, 32768, n) << 10)
@@ -346,81 +339,11 @@ def test_hydraharp_t3_fast_path_equals_general_loop(variant, int_time):
     recs = np.where(kind == 1, (1 << 31) | (63 << 25) | np.where(rng.random(n) < 0.3, 0, raw), recs)
     recs = np.where(kind == 2, (1 << 31) | (rng.integers(1, 16, n) << 25) | raw, recs)
     recs = np.where(kind == 3, (1 << 31) | (40 << 25) | raw, recs)
-    buf = recs.astype("<u4").view(np.uint8)
-    ip = np.zeros(B.IP_SIZE, np.int64)
-    fp = np.zeros(B.FP_SIZE, np.float64)
-    ip[B.IP_VARIANT], ip[B.IP_EMIT], ip[B.IP_MARKER_OFFSET], ip[B.IP_TIME_SHIFT] = variant, 1, 70, 5
-    ip[B.IP_INTTIME], ip[B.IP_TTRES], ip[B.IP_DTRES] = int(int_time), 12500, 16
-    fp[B.FP_TTRES], fp[B.FP_DTRES] = 12500.3 if not int_time else 12500.0, 16.25
-    outs = []
-    for want_t3 in (False, True):
-        state = np.zeros(B.STATE_SIZE, np.int64)
-        state[B.ST_FIRST_BAD] = -1
-        t = np.zeros(2 * n, np.int64)
-        c = np.zeros(2 * n, np.uint8)
-        ns = np.zeros(2 * n if want_t3 else 0, np.int64)
-        dt = np.zeros(2 * n if want_t3 else 0, np.int64)
-        done, got = 0, []
-        while done < n:    # small output blocks, so blocks end inside marker runs too
-            cap = 8 + B.MAX_EVENTS_PER_RECORD
-            done, k = K.decode_hh_t3(buf, done, n, state, ip, fp, t[:cap], c[:cap], ns[:cap],
-                                     dt[:cap])
-            got.append((t[:k].copy(), c[:k].copy()))
-        outs.append((np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got]),
-                     state.copy()))
-    (t0, c0, s0), (t1, c1, s1) = outs
-    assert len(t0) > 0.6 * n
-    assert np.array_equal(t0, t1) and np.array_equal(c0, c1)
-    assert np.array_equal(s0, s1)
+    return recs.astype("<u4").view(np.uint8)
 
 
-@pytest.mark.parametrize("variant", [1, 2])
-@pytest.mark.parametrize("eta", [False, True])
-def test_hydraharp_t3_state_scan_equals_decoding(variant, eta):
-    """The T3 state scan (no events emitted) leaves the state the general decoding loop (the
-    one that also returns nsync and dtime) leaves behind."""
-    from etaflow.formats import _pq_kernels as K
-    from etaflow.formats import base as B
-    rng = np.random.default_rng(variant * 2 + eta + 50)
-    n = 20_000
-    kind = rng.choice(4, n, p=[0.7, 0.2, 0.08, 0.02])
-    raw = rng.integers(0, 1024, n)
-    recs = np.where(kind == 0, (rng.integers(0, 64, n) << 25) | (rng.integers(0, 32768, n) << 10)
-                    | raw, 0)
-    recs = np.where(kind == 1, (1 << 31) | (63 << 25) | np.where(rng.random(n) < 0.3, 0, raw), recs)
-    recs = np.where(kind == 2, (1 << 31) | (rng.integers(1, 16, n) << 25) | raw, recs)
-    recs = np.where(kind == 3, (1 << 31) | (40 << 25) | raw, recs)
-    buf = recs.astype("<u4").view(np.uint8)
-    states = []
-    for emit in (True, False):
-        ip = np.zeros(B.IP_SIZE, np.int64)
-        fp = np.zeros(B.FP_SIZE, np.float64)
-        ip[B.IP_VARIANT], ip[B.IP_EMIT], ip[B.IP_ETA] = variant, int(emit), int(eta)
-        ip[B.IP_INTTIME], ip[B.IP_TTRES], ip[B.IP_DTRES] = 1, 12500, 16
-        state = np.zeros(B.STATE_SIZE, np.int64)
-        state[B.ST_FIRST_BAD] = -1
-        t = np.zeros(4 * n, np.int64)
-        c = np.zeros(4 * n, np.uint8)
-        ns = np.zeros(4 * n if emit else 0, np.int64)
-        dt = np.zeros(4 * n if emit else 0, np.int64)
-        done = 0
-        while done < n:
-            done, _ = K.decode_hh_t3(buf, done, n, state, ip, fp, t, c, ns, dt)
-        states.append(state)
-    assert states[0][B.ST_EVENTS] > 0.6 * n and states[0][B.ST_MARKERS] > 0
-    np.testing.assert_array_equal(states[0], states[1])
-
-
-@pytest.mark.parametrize("variant", [1, 2])
-@pytest.mark.parametrize("eta", [False, True])
-def test_hydraharp_t2_state_scan_equals_decoding(variant, eta):
-    """Seeking and clips_list advance the decoder state without emitting events (a counting
-    fast path); the state must equal the one decoding leaves behind: photons, syncs, markers
-    (several bits; ETA mode counts the lowest only), overflows with counts, illegal records."""
-    from etaflow.formats import _pq_kernels as K
-    from etaflow.formats import base as B
-    rng = np.random.default_rng(variant * 2 + eta)
-    n = 20_000
+def _random_hh_t2(rng, n):
+    """HydraHarp T2 records: photons, overflows with counts, syncs, markers, illegal records."""
     kind = rng.choice(5, n, p=[0.8, 0.08, 0.05, 0.05, 0.02])
     tt = rng.integers(0, 1 << 25, n)
     recs = np.where(kind == 0, (rng.integers(0, 64, n) << 25) | tt, 0)
@@ -429,21 +352,73 @@ def test_hydraharp_t2_state_scan_equals_decoding(variant, eta):
     recs = np.where(kind == 2, (1 << 31) | tt, recs)                                  # sync
     recs = np.where(kind == 3, (1 << 31) | (rng.integers(1, 16, n) << 25) | tt, recs)  # markers
     recs = np.where(kind == 4, (1 << 31) | (40 << 25) | tt, recs)                      # illegal
-    buf = recs.astype("<u4").view(np.uint8)
-    states = []
-    for emit in (True, False):
-        ip = np.zeros(B.IP_SIZE, np.int64)
-        fp = np.zeros(B.FP_SIZE, np.float64)
-        ip[B.IP_VARIANT], ip[B.IP_EMIT], ip[B.IP_ETA] = variant, int(emit), int(eta)
-        ip[B.IP_INTTIME], ip[B.IP_TTRES], fp[B.FP_TTRES] = 1, 1, 1.0
-        state = np.zeros(B.STATE_SIZE, np.int64)
-        state[B.ST_FIRST_BAD] = -1
-        t = np.zeros(4 * n, np.int64)
-        c = np.zeros(4 * n, np.uint8)
-        e = np.zeros(0, np.int64)
-        done = 0
-        while done < n:
-            done, _ = K.decode_hh_t2(buf, done, n, state, ip, fp, t, c, e, e)
-        states.append(state)
-    assert states[0][B.ST_EVENTS] > 0.8 * n and states[0][B.ST_MARKERS] > 0
-    np.testing.assert_array_equal(states[0], states[1])
+    return recs.astype("<u4").view(np.uint8)
+
+
+def _kernel_params(variant, emit=True, eta=False, ttres=12500, dtres=16, ttres_f=None,
+                   dtres_f=None):
+    from etaflow.formats import base as B
+    ip = np.zeros(B.IP_SIZE, np.int64)
+    fp = np.zeros(B.FP_SIZE, np.float64)
+    ip[B.IP_VARIANT], ip[B.IP_EMIT], ip[B.IP_ETA] = variant, int(emit), int(eta)
+    ip[B.IP_MARKER_OFFSET], ip[B.IP_TIME_SHIFT] = 70, 5
+    ip[B.IP_INTTIME] = int(ttres_f is None)
+    ip[B.IP_TTRES], ip[B.IP_DTRES] = ttres, dtres
+    fp[B.FP_TTRES] = ttres if ttres_f is None else ttres_f
+    fp[B.FP_DTRES] = dtres if dtres_f is None else dtres_f
+    return ip, fp
+
+
+def _decode_all(kernel, buf, ip, fp, with_t3=False, block=None):
+    """Run a kernel over every record of buf in output blocks of ``block`` events (None: one
+    block): (times, channels, final state)."""
+    from etaflow.formats import base as B
+    n = len(buf) // 4
+    cap = block + B.MAX_EVENTS_PER_RECORD if block else 4 * n
+    state = np.zeros(B.STATE_SIZE, np.int64)
+    state[B.ST_FIRST_BAD] = -1
+    t, c = np.zeros(cap, np.int64), np.zeros(cap, np.uint8)
+    ns, dt = np.zeros(cap if with_t3 else 0, np.int64), np.zeros(cap if with_t3 else 0, np.int64)
+    done, got = 0, []
+    while done < n:
+        done, k = kernel(buf, done, n, state, ip, fp, t, c, ns, dt)
+        got.append((t[:k].copy(), c[:k].copy()))
+    return (np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got]), state)
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+@pytest.mark.parametrize("int_time", [True, False])
+def test_hydraharp_t3_fast_path_equals_general_loop(variant, int_time):
+    """decode_hh_t3 has a branch-free fast path for (time, channel) output; the general loop
+    (taken when nsync/dtime are wanted too) is the reference, with small output blocks so that
+    blocks also end inside runs of markers."""
+    from etaflow.formats import _pq_kernels as K
+    buf = _random_hh_t3(np.random.default_rng(variant * 10 + int_time), 20_000)
+    ip, fp = _kernel_params(variant, ttres_f=None if int_time else 12500.3,
+                            dtres_f=None if int_time else 16.25)
+    t0, c0, s0 = _decode_all(K.decode_hh_t3, buf, ip, fp, block=8)
+    t1, c1, s1 = _decode_all(K.decode_hh_t3, buf, ip, fp, with_t3=True, block=8)
+    assert len(t0) > 0.6 * 20_000
+    assert np.array_equal(t0, t1) and np.array_equal(c0, c1)
+    assert np.array_equal(s0, s1)
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+@pytest.mark.parametrize("eta", [False, True])
+@pytest.mark.parametrize("t3", [False, True])
+def test_hydraharp_state_scan_equals_decoding(variant, eta, t3):
+    """Seeking and clips_list advance the decoder state without emitting events (counting fast
+    paths); the state must equal the one the general decoding loop leaves behind: photons,
+    syncs, markers (several bits; ETA mode counts the lowest only), overflows with counts,
+    illegal records."""
+    from etaflow.formats import _pq_kernels as K
+    from etaflow.formats import base as B
+    rng = np.random.default_rng(variant * 2 + eta + 50 * t3)
+    buf = (_random_hh_t3 if t3 else _random_hh_t2)(rng, 20_000)
+    kernel = K.decode_hh_t3 if t3 else K.decode_hh_t2
+    # the reference: T3 through its general loop (nsync/dtime wanted), T2 through float times
+    decoded = _decode_all(kernel, buf, *_kernel_params(variant, eta=eta, ttres_f=1.0),
+                          with_t3=t3)[2]
+    scanned = _decode_all(kernel, buf, *_kernel_params(variant, emit=False, eta=eta))[2]
+    assert decoded[B.ST_EVENTS] > 0.6 * 20_000 and decoded[B.ST_MARKERS] > 0
+    np.testing.assert_array_equal(decoded, scanned)
