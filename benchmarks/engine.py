@@ -50,45 +50,22 @@ def make_files(n: int, folder: str) -> dict:
     return out
 
 
-ETAFLOW_CHILD = r"""
+# One child program for both engines (they run in different Python environments); LOAD is
+# replaced by the engine's import and recipe loading.
+CHILD = r"""
 import json, sys, time
 def peak_mb():   # VmHWM: ru_maxrss would include the parent's peak (kept across exec)
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
 t0 = time.perf_counter()
-from etaflow.eta import ETA
-recipe, group, rfile, path, mode = sys.argv[1:6]   # argv[6]: repeats
-eta = ETA(recipe, mode=mode)
+recipe, group, rfile, path, repeats, mode = sys.argv[1:7]
+LOAD
 t1 = time.perf_counter()
 eta.run({rfile: eta.clips(path, read_events=1000)}, group=group, max_autofeed=1)   # compiles
 t2 = time.perf_counter()
 runs = []
-for _ in range(int(sys.argv[6])):
-    t3 = time.perf_counter()
-    r, task = eta.run({rfile: eta.clips(path)}, group=group, return_task=True)
-    runs.append(time.perf_counter() - t3)
-print(json.dumps({"startup_s": t2 - t0, "compile_s": t2 - t1, "run_s": min(runs),
-                  "peak_mb": peak_mb(),
-                  "sum": int(sum(int(v.sum()) for k, v in r.items() if hasattr(v, "sum")))}))
-"""
-
-ETA_CHILD = r"""
-import json, sys, time
-def peak_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-t0 = time.perf_counter()
-from etabackend.eta import ETA
-recipe, group, rfile, path = sys.argv[1:5]   # argv[5]: repeats
-eta = ETA()
-eta.load_recipe(json.load(open(recipe)))
-t1 = time.perf_counter()
-eta.run({rfile: eta.clips(path, read_events=1000)}, group=group, max_autofeed=1)   # compiles
-t2 = time.perf_counter()
-runs = []
-for _ in range(int(sys.argv[5])):
+for _ in range(int(repeats)):
     t3 = time.perf_counter()
     r = eta.run({rfile: eta.clips(path)}, group=group)
     runs.append(time.perf_counter() - t3)
@@ -96,6 +73,9 @@ print(json.dumps({"startup_s": t2 - t0, "compile_s": t2 - t1, "run_s": min(runs)
                   "peak_mb": peak_mb(),
                   "sum": int(sum(int(v.sum()) for k, v in r.items() if hasattr(v, "sum")))}))
 """
+ETAFLOW_CHILD = CHILD.replace("LOAD", "from etaflow.eta import ETA\neta = ETA(recipe, mode=mode)")
+ETA_CHILD = CHILD.replace("LOAD", "from etabackend.eta import ETA\neta = ETA()\n"
+                                  "eta.load_recipe(json.load(open(recipe)))")
 
 
 def child(python, code, args, env=None):
@@ -133,18 +113,17 @@ def main():
         big, small = files[(kind, n)], files[(kind, n // 5)]
         eta_rate = None
         if have_eta:
-            r = child(a.eta_python, ETA_CHILD, [recipe, group, rfile, big, rep])
-            rs = child(a.eta_python, ETA_CHILD, [recipe, group, rfile, small, "1"])
+            r = child(a.eta_python, ETA_CHILD, [recipe, group, rfile, big, rep, "eta"])
+            rs = child(a.eta_python, ETA_CHILD, [recipe, group, rfile, small, "1", "eta"])
             eta_rate = n / r["run_s"]
             print(f"{label:20} {'ETA 0.9.9':14} {eta_rate / 1e6:8.1f} M {'1.0x':>7} "
                   f"{r['compile_s']:8.2f}s {r['startup_s']:8.2f}s {r['peak_mb']:8.0f} "
                   f"{rs['peak_mb']:11.0f}")
         for mode in ("eta", "exact"):
             shutil.rmtree(cache, ignore_errors=True)
-            cold = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, big, mode, "1"], env)
-            warm = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, big, mode, rep],
-                         env)
-            small_r = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, small, mode, "1"],
+            cold = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, big, "1", mode], env)
+            warm = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, big, rep, mode], env)
+            small_r = child(sys.executable, ETAFLOW_CHILD, [recipe, group, rfile, small, "1", mode],
                             env)
             rate = n / warm["run_s"]
             ratio = f"{rate / eta_rate:.1f}x" if eta_rate else "-"
