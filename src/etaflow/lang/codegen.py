@@ -30,6 +30,7 @@ import dataclasses
 import keyword
 
 from ..errors import RecipeError
+from . import lane
 from .parse import Instruction, ParsedVI, parse_vi
 
 __all__ = ["GroupProgram", "compile_group_source"]
@@ -383,6 +384,11 @@ class GroupCompiler:
             ins.name in ("interrupt", "abort") or
             (ins.name in ("EMIT_CODE", "ASSIGN") and "INTERRUPT" in (ins.code + ins.target))
             for p in self.parsed for sec in p.sections for ins in sec.instructions)
+        self.lane = lane.plan(self)
+        if self.lane and self.lane.gap:
+            # the latest event time dispatched so far: no clock value lies beyond it
+            self.scalars["_e_hw"] = (self.n_scalars, 0)
+            self.n_scalars += 1
         e = _Emitter()
         self.e = e
         # the group's name stays out of the source: identical groups share one compiled program
@@ -455,6 +461,8 @@ class GroupCompiler:
             e("if _e_budget < 0:")
             e("    _e_ret = -4")
             e("    break")
+        if self.lane:
+            lane.emit(self, self.lane)
         # the next event: smallest time; on equal times ETA's tournament tree lets the leaf
         # with the largest key win (spec 4.2), so leaves are scanned in that order with '<'
         if self.leaf_locals:
@@ -482,6 +490,7 @@ class GroupCompiler:
         if self.uses_fileid:
             e("fileid = _e_f")
         e("AbsTime_ps = _e_t")
+        self._high_water()
         # a virtual channel's next queued event replaces its head before the event is processed
         if self.leaf_locals:
             for f in range(self.R, self.n):
@@ -534,6 +543,11 @@ class GroupCompiler:
             sync_from_rfile0=bool(self.R), line_map=list(self.e.where),
             sync_uses=list(self.sync_uses),
             vi_sources={p.name: p.source for p in self.parsed})
+
+    def _high_water(self):
+        if "_e_hw" in self.scalars:
+            self.e("if AbsTime_ps > _e_hw:")
+            self.e("    _e_hw = AbsTime_ps")
 
     def _interrupted(self, from_file=True):
         """Leave the loop after interrupt()/abort(); the file an event came from is re-popped
@@ -671,6 +685,7 @@ class GroupCompiler:
             e(f"if {' and '.join(conds)}:")
             e.indent()
             e(f"AbsTime_ps = _e_fzt{v}")
+            self._high_water()
             e(f"chn = {v}")
             if self.uses_fileid:
                 e(f"fileid = {f}")

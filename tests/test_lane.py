@@ -1,0 +1,166 @@
+"""The gap lane (lang/lane.py) runs a file's photons without the merge, clocks and rings written
+branch-free and records made only where a photon follows the previous event by less than a
+histogram's range. It must not change a single count: histograms, INTEGERs and the state a
+resumed run continues from equal the general loop's, for random streams full of ties and short
+gaps, ring capacities that wrap, any window size, both modes, and out-of-order files in eta
+mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
+
+from etaflow.eta import ETA
+from etaflow.formats import _pq_encode as E
+from etaflow.formats.picoquant import PtuRecordType, write_ptu
+from etaflow.lang import lane
+
+from conftest import shared_file
+from recipes import events_file, recipe, rfile_vi, vi
+
+LINES = [vi("L1", "a--1-->a:\n    emit(3,0)", edges=[("a", "a", "1")]),
+         vi("L2", "a--2-->a:\n    emit(4,0)", edges=[("a", "a", "2")])]
+
+
+def _corr(name, clock, hist, size, start, stop, bins="(8,2)"):
+    """ETA's correlation VI: start on one channel, stop and record_all on the other."""
+    return vi(name, f"HISTOGRAM({hist},{bins})\nCLOCK({clock},{size},1)\nstart:\n"
+                    f"    {clock}.start()\nstop:\n    {clock}.stop()\n    {hist}.record_all({clock})",
+              states=("start", "stop"), initial="stop",
+              edges=[("start", "stop", stop), ("stop", "start", start),
+                     ("start", "start", start), ("stop", "stop", stop)])
+
+
+def _recipe(shape: str):
+    if shape == "corr":          # ETA's test recipe, with rings small enough to wrap
+        entries = LINES + [_corr("bwd", "c3", "h3", 3, "3", "4"),
+                           _corr("fwd", "c4", "h4", 2, "4", "3", bins="(5,3)")]
+    elif shape == "single":      # one start, one stop: record() from an earlier start
+        entries = LINES + [
+            vi("one", "CLOCK(c)\nHISTOGRAM(g,(6,2))\na--3-->a:\n    c.start()\n"
+                      "a--4-->a:\n    c.stop()\n    g.record(c)", edges=[("a", "a", "3,4")]),
+            vi("self", "CLOCK(d)\nHISTOGRAM(z,(3,1))\na--1-->a:\n    d.stop()\n    d.start()\n"
+                       "    z.record(d)", edges=[("a", "a", "1")])]   # both set: always-on
+    elif shape == "mixed":       # channel 0 has an action the lane leaves to the general loop
+        entries = LINES + [_corr("bwd", "c3", "h3", 4, "3", "4"),
+                           vi("count", "INTEGER(n)\na--0-->a:\n    n += 1",
+                              edges=[("a", "a", "0")])]
+    else:
+        raise ValueError(shape)
+    return recipe(rfile_vi("RFILE(f,[0,1,2])"), *entries)
+
+
+def _run(rec, path, mode, window, enable, monkeypatch, rfile="f", resume=False):
+    monkeypatch.setattr(lane, "ENABLE", enable)
+    eta = ETA(rec, mode=mode)
+    assert ("the gap lane" in eta.program_source()) == enable
+    if resume:      # one window per eta.run, each resuming the task the previous one left
+        gen = eta.clips(path, read_events=window)
+        task = None
+        for _ in range(resume):
+            _, task = eta.run({rfile: gen}, resume_task=task, return_task=True, max_autofeed=1)
+        r = eta.run({rfile: gen}, resume_task=task)
+    else:
+        r = eta.run({rfile: eta.clips(path, read_events=window)})
+    return {k: np.asarray(v).copy() for k, v in r.items() if k != rfile}
+
+
+def _same(rec, path, mode, window, monkeypatch, **kw):
+    plain = _run(rec, path, mode, window, False, monkeypatch, **kw)
+    fast = _run(rec, path, mode, window, True, monkeypatch, **kw)
+    assert plain.keys() == fast.keys()
+    for k in plain:
+        assert np.array_equal(plain[k], fast[k]), k
+    return plain
+
+
+# times spread so that gaps are sometimes longer, sometimes shorter than a histogram's range
+events = st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2)), min_size=1, max_size=80)
+
+
+@pytest.mark.parametrize("shape", ["corr", "single", "mixed"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ev=events, window=st.integers(1, 9), mode=st.sampled_from(["eta", "exact"]),
+       ordered=st.booleans())
+def test_lane_changes_no_count(tmp_path, monkeypatch, shape, ev, window, mode, ordered):
+    if ordered or mode == "exact":
+        ev = sorted(ev, key=lambda e: e[0])    # exact mode sorts anyway; eta keeps file order
+    path = events_file(tmp_path / "e.qt", ev)
+    r = _same(_recipe(shape), path, mode, window, monkeypatch)
+    if shape == "mixed":
+        assert int(r["n"]) == sum(c == 0 for _, c in ev)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ev=events, window=st.integers(1, 9), mode=st.sampled_from(["eta", "exact"]))
+def test_lane_resumes_clip_by_clip(tmp_path, monkeypatch, ev, window, mode):
+    """The state the lane leaves (ring heads and tails, clock values, the time) is the one a
+    resumed task continues from."""
+    ev = sorted(ev, key=lambda e: e[0])
+    path = events_file(tmp_path / "e.qt", ev)
+    _same(_recipe("corr"), path, mode, window, monkeypatch, resume=len(ev) // window)
+
+
+def test_dense_correlation_against_brute_force(tmp_path, monkeypatch):
+    """Thousands of photons, many closer than the histogram's range: the lane's exact-mode
+    correlation equals an all-pairs count (rings large enough to hold every start in range)."""
+    rng = np.random.default_rng(7)
+    t = np.cumsum(rng.integers(0, 40, 5000))
+    c = rng.integers(1, 3, 5000)
+    path = events_file(tmp_path / "e.qt", list(zip(t.tolist(), c.tolist())))
+    rec = recipe(rfile_vi("RFILE(f,[0,1,2])"), *LINES,
+                 _corr("bwd", "c3", "h3", 200, "3", "4", bins="(50,4)"))
+    r = _same(rec, path, "exact", 777, monkeypatch)
+    starts, stops = t[c == 1], t[c == 2]
+    d = stops[:, None] - starts[None, :]
+    # a start at the stop's own time counts when it came first in the file (its copy too)
+    pos = np.arange(len(t))
+    first = pos[c == 2][:, None] > pos[c == 1][None, :]
+    ok = (d >= 0) & (d < 200) & ((d > 0) | first)
+    expected = np.bincount((d[ok] // 4).astype(np.int64), minlength=50)
+    assert np.array_equal(r["h3"], expected)
+
+
+def _t3_file(path, n, seed):
+    rng = np.random.default_rng(seed)
+    nsync = np.cumsum(rng.integers(0, 3, n))
+    dtime = rng.integers(0, 60, n)
+    recs = E.encode_t3(nsync, dtime, rng.integers(0, 2, n))
+    write_ptu(path, recs, PtuRecordType.HydraHarp2T3, 50e-12, 1e-12)   # 50 ps sync period
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["eta", "exact"])
+def test_lane_last_sync_lifetime(tmp_path, monkeypatch, mode):
+    """The Lifetime recipe's shape on a T3 file: LAST_SYNC records on every photon (masked in
+    the lane) and a start/stop pair between the two detectors, skipped across gaps."""
+    rec = recipe(
+        rfile_vi("RFILE(f,[0,1])"),
+        vi("d0", "a--0-->a:\n    emit(8,0)", edges=[("a", "a", "0")]),
+        vi("d1", "a--1-->a:\n    emit(9,0)", edges=[("a", "a", "1")]),
+        vi("t1", "CLOCK(c1)\nHISTOGRAM(t1,(60,1))\ns--8-->s:\n    c1.stop()\n"
+                 "    c1.start(LAST_SYNC)\n    t1.record(c1)", states=("s",),
+           edges=[("s", "s", "8")]),
+        vi("t3", "CLOCK(c3)\nHISTOGRAM(t3,(30,4))\na--8-->a:\n    c3.start()\n"
+                 "a--9-->a:\n    c3.stop()\n    t3.record(c3)", edges=[("a", "a", "8,9")]))
+    path = _t3_file(tmp_path / "l.ptu", 3000, 5)
+    r = _same(rec, path, mode, 211, monkeypatch)
+    assert r["t1"].sum() > 1000 and r["t3"].sum() > 0
+
+
+def test_lane_is_used_where_it_can_run(monkeypatch):
+    """ETA's correlation recipe runs in the lane; a group with embedded code or a clock started
+    at a computed time does not skip records it cannot prove empty."""
+    eta = ETA(str(shared_file("eta-reference/recipes/tests-Correlation.eta")))
+    assert "the gap lane" in eta.program_source("HHT2")
+    embedded = recipe(rfile_vi("RFILE(f,[0,1,2])"), *LINES,
+                      _corr("bwd", "c3", "h3", 3, "3", "4"),
+                      vi("x", "INTEGER(k)\na--0-->a:\n    {{\n        k += 1\n    }}",
+                         edges=[("a", "a", "0")]))
+    assert "the gap lane" not in ETA(embedded).program_source()
+    computed = recipe(rfile_vi("RFILE(f,[0,1,2])"), *LINES,
+                      vi("late", "CLOCK(c)\nHISTOGRAM(g,(6,2))\na--3-->a:\n    c.start(AbsTime_ps+50)\n"
+                                 "a--4-->a:\n    c.stop()\n    g.record(c)",
+                         edges=[("a", "a", "3,4")]))
+    assert "the gap lane" not in ETA(computed).program_source()
