@@ -41,7 +41,23 @@ def _recipe(shape: str):
             vi("one", "CLOCK(c)\nHISTOGRAM(g,(6,2))\na--3-->a:\n    c.start()\n"
                       "a--4-->a:\n    c.stop()\n    g.record(c)", edges=[("a", "a", "3,4")]),
             vi("self", "CLOCK(d)\nHISTOGRAM(z,(3,1))\na--1-->a:\n    d.stop()\n    d.start()\n"
-                       "    z.record(d)", edges=[("a", "a", "1")])]   # both set: always-on
+                       "    z.record(d)", edges=[("a", "a", "1")]),   # both set: always-on
+            vi("self2", "CLOCK(d2)\nHISTOGRAM(z2,(3,1))\na--2-->a:\n    d2.stop()\n"
+                        "    d2.start()\n    z2.record(d2)", edges=[("a", "a", "2")])]
+    elif shape == "stateful":    # a VI that tests its state: stops only after a start
+        entries = LINES + [
+            vi("two", "CLOCK(c)\nHISTOGRAM(g,(6,2))\nstarted:\n    c.start()\nstopped:\n"
+                      "    c.stop()\n    g.record(c)", states=("stopped", "started"),
+               edges=[("stopped", "started", "3"), ("started", "stopped", "4"),
+                      ("started", "started", "3")]),
+            _corr("fwd", "c4", "h4", 3, "4", "3")]
+    elif shape == "cleared":     # a histogram cleared now and then: counted in place
+        entries = LINES + [
+            vi("self", "CLOCK(d)\nHISTOGRAM(z,(3,1))\na--1-->a:\n    d.stop()\n    d.start()\n"
+                       "    z.record(d)", edges=[("a", "a", "1")]),
+            vi("wipe", "INTEGER(n)\na--0-->a:\n    n += 1\n    z.clear()",
+               edges=[("a", "a", "0")]),
+            _corr("fwd", "c4", "h4", 3, "4", "3")]
     elif shape == "mixed":       # channel 0 has an action the lane leaves to the general loop
         entries = LINES + [_corr("bwd", "c3", "h3", 4, "3", "4"),
                            vi("count", "INTEGER(n)\na--0-->a:\n    n += 1",
@@ -79,7 +95,7 @@ def _same(rec, path, mode, window, monkeypatch, **kw):
 events = st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2)), min_size=1, max_size=80)
 
 
-@pytest.mark.parametrize("shape", ["corr", "single", "mixed"])
+@pytest.mark.parametrize("shape", ["corr", "single", "stateful", "cleared", "mixed"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ev=events, window=st.integers(1, 9), mode=st.sampled_from(["eta", "exact"]),
        ordered=st.booleans())
@@ -133,8 +149,8 @@ def _t3_file(path, n, seed):
 
 @pytest.mark.parametrize("mode", ["eta", "exact"])
 def test_lane_last_sync_lifetime(tmp_path, monkeypatch, mode):
-    """The Lifetime recipe's shape on a T3 file: LAST_SYNC records on every photon (masked in
-    the lane) and a start/stop pair between the two detectors, skipped across gaps."""
+    """The Lifetime recipe's shape on a T3 file: LAST_SYNC records on every photon (counted in
+    the lane's own array) and a start/stop VI that tests its state, skipped across gaps."""
     rec = recipe(
         rfile_vi("RFILE(f,[0,1])"),
         vi("d0", "a--0-->a:\n    emit(8,0)", edges=[("a", "a", "0")]),
@@ -142,11 +158,16 @@ def test_lane_last_sync_lifetime(tmp_path, monkeypatch, mode):
         vi("t1", "CLOCK(c1)\nHISTOGRAM(t1,(60,1))\ns--8-->s:\n    c1.stop()\n"
                  "    c1.start(LAST_SYNC)\n    t1.record(c1)", states=("s",),
            edges=[("s", "s", "8")]),
-        vi("t3", "CLOCK(c3)\nHISTOGRAM(t3,(30,4))\na--8-->a:\n    c3.start()\n"
-                 "a--9-->a:\n    c3.stop()\n    t3.record(c3)", edges=[("a", "a", "8,9")]))
+        vi("t2", "CLOCK(c2)\nHISTOGRAM(t2,(60,1))\ns--9-->s:\n    c2.stop()\n"
+                 "    c2.start(LAST_SYNC)\n    t2.record(c2)", states=("s",),
+           edges=[("s", "s", "9")]),
+        vi("t3", "CLOCK(c3)\nHISTOGRAM(t3,(30,4))\nstarted:\n    c3.start()\nstopped:\n"
+                 "    c3.stop()\n    t3.record(c3)", states=("stopped", "started"),
+           edges=[("stopped", "started", "8"), ("started", "stopped", "9"),
+                  ("started", "started", "8")]))
     path = _t3_file(tmp_path / "l.ptu", 3000, 5)
     r = _same(rec, path, mode, 211, monkeypatch)
-    assert r["t1"].sum() > 1000 and r["t3"].sum() > 0
+    assert r["t1"].sum() > 1000 and r["t2"].sum() > 1000 and r["t3"].sum() > 0
 
 
 def test_lane_is_used_where_it_can_run(monkeypatch):
@@ -154,6 +175,8 @@ def test_lane_is_used_where_it_can_run(monkeypatch):
     at a computed time does not skip records it cannot prove empty."""
     eta = ETA(str(shared_file("eta-reference/recipes/tests-Correlation.eta")))
     assert "the gap lane" in eta.program_source("HHT2")
+    src = ETA(str(shared_file("eta-reference/recipes/Lifetime.eta"))).program_source("compile")
+    assert "the gap lane" in src and "_l_scratch0" in src    # LAST_SYNC records, own array
     embedded = recipe(rfile_vi("RFILE(f,[0,1,2])"), *LINES,
                       _corr("bwd", "c3", "h3", 3, "3", "4"),
                       vi("x", "INTEGER(k)\na--0-->a:\n    {{\n        k += 1\n    }}",

@@ -402,3 +402,16 @@ def test_last_sync_exact_is_the_decoders_sync_grid():
                     continue
                 want = max(g for g in (grid(k - 1), grid(k), grid(k + 1)) if g <= T)
                 assert last_sync(T, int(period), period, True) == want, (period, k, T)
+
+
+def test_last_sync_eta_is_the_integer_remainder():
+    """ETA's LAST_SYNC, T - T % SYNCRate_pspr, computed without a division per event: equal to
+    Python's floor remainder for negative times, times near multiples and times up to 2**62."""
+    from etaflow.engine.runtime import last_sync
+    rng = np.random.default_rng(11)
+    for p in (1, 3, 7, 12_512, 100_000, 10**9 + 7):
+        ts = [int(x) for x in rng.integers(-10**15, 10**15, 200)] + [2**62, -2**62, 0, -1]
+        ts += [m * p + d for m in (0, 1, 5, 10**6, 10**12 // p) for d in (-1, 0, 1)]
+        for T in ts:
+            assert last_sync(T, p, 0.0, False) == T - T % p, (p, T)
+            assert last_sync(T, p, float(p), False) == T - T % p, (p, T)

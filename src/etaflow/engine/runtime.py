@@ -116,15 +116,27 @@ def last_sync(T, sync_int, sync_exact, exact):
     """Time of the sync at or before T: ETA's ``T - T % SYNCRate_pspr``; exact mode the nearest
     exact sync time round(k x period) not after T."""
     if not exact or sync_exact <= 0.0:
-        # a source without a sync period (T2, quTAG) has no last sync: ETA divides by zero too
-        return T - T % sync_int
+        if sync_int == 0:
+            # a source without a sync period (T2, quTAG) has no last sync: ETA divides by zero
+            return T - T % sync_int
+        # T - T % sync_int (Python's floor remainder) without a 64-bit division per event: a
+        # quotient from the hoisted inverse, the remainder then corrected into [0, sync_int)
+        q = np.int64(np.floor(T * (1.0 / sync_int)))
+        r = T - q * sync_int
+        while r < 0:
+            r += sync_int
+        while r >= sync_int:
+            r -= sync_int
+        return T - r
     # a multiplication by the (loop-invariant, hoisted) inverse instead of a division per
     # event; k may then be one off near a sync, which the two checks below correct anyway
     k = np.int64(np.floor(T * (1.0 / sync_exact)))
     s = np.int64(np.round(k * sync_exact))
     if s > T:
         s = np.int64(np.round((k - 1) * sync_exact))
-    else:
+    elif T - s >= np.int64(sync_exact) - 4:
+        # the next sync lies at least period - 1 after s (each is rounded once; 3 ps more for
+        # the float products' own rounding), so only a T that far from s can reach it
         s2 = np.int64(np.round((k + 1) * sync_exact))
         if s2 <= T:
             s = s2

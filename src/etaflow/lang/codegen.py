@@ -419,6 +419,8 @@ class GroupCompiler:
             e(f"{name} = S[{i}]")
         for v in sorted(self.line_targets):
             e(f"_e_fzt{v} = INF")
+        if self.lane:
+            lane.prologue(self, self.lane)
         # first entry: code before the first header runs once (exact mode)
         e(f"if S[{S_FIRST}] == 0:")
         e.indent()
@@ -507,6 +509,8 @@ class GroupCompiler:
             e.dedent()
         self._next_record()
         e.dedent()
+        if self.lane:
+            lane.epilogue(self, self.lane)
         # store
         e(f"S[{S_ABSTIME}] = AbsTime_ps")
         e(f"S[{S_FILEID}] = fileid")

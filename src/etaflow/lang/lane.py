@@ -1,32 +1,30 @@
-"""The gap lane: runs of photons that cannot add to a histogram, passed without the merge.
+"""The gap lane: a file's photons run without the merge, and without a branch on their channel.
 
-In ETA's correlation and lifetime recipes most photons only push a start into a clock, or stop a
-clock whose starts all lie further back than the histogram reaches, and so record nothing. The
-general loop still merges and dispatches each of them on its (random) channel, and the
-mispredicted channel branch is most of its cost. The lane is a second, branch-light loop over
-the records of the one file, inside the same generated ``mainloop``, that computes the same
-state:
+In ETA's correlation and lifetime recipes a photon pushes a start into a clock, stops a clock
+and records, or records its time since the last sync. The general loop merges and dispatches
+each photon on its (random) channel, and that mispredicted branch is most of its cost. The lane
+is a second loop over the records of the one file, inside the same generated ``mainloop``, that
+leaves exactly the state the general loop would:
 
-* what a file channel's event does is worked out here, at compile time, for the whole
-  *expansion* of the event: the file event and the copies that delay lines of delay 0 make of it,
-  run inline in the merge's order (codegen._line_tail); VIs, their sections and actions in
-  dispatch order (spec 3.8), each clock value followed symbolically (``t`` the event's time,
-  ``ls`` its last sync, or ``old``: set by an earlier event);
-* an action the lane supports is one of: a clock start or stop (no argument or LAST_SYNC), a
-  ``record``/``record_all`` into a 1-D histogram whose operands are both set in this expansion
-  (done in the lane, branch-free, masked by channel), or whose starts are all ``old`` while the
-  stop is ``t`` (nothing can be recorded when the previous event lies at least the histogram's
-  range back: the *gap*);
-* clock values and ring contents are not written per record: when the lane stops, the last
-  records that set them are found again (walking back) and the values written, so the state is
-  the one the general loop would have left, slot for slot;
-* the lane stops (and the general loop takes the record) at anything else: a channel whose
-  expansion has another action, a gap too short, a next record that would not let the copies run
-  inline, a busy virtual channel, the end of the window.
+* what a file channel's photon does is worked out at compile time, for its whole *expansion*:
+  the file event and the copies that delay lines of delay 0 make of it, run inline in the
+  merge's order (codegen._line_tail); VIs, their sections and actions in dispatch order (spec
+  3.8), each clock value followed symbolically (``t`` the photon's time, ``ls`` its last sync,
+  or unset: from an earlier event). A VI that tests its state takes part when the photon leaves
+  it in one state whatever it was in (its actions are then masked by the state before);
+* supported actions: clock start and stop (no argument or LAST_SYNC), and ``record`` /
+  ``record_all`` into a 1-D histogram. Clock values are blended in by a mask on the channel,
+  starts are written into the free slot at a ring's head (which moves by the mask), a record
+  whose both clock values come from the photon is counted branch-free;
+* a record from starts of earlier events cannot count when the previous event lies at least the
+  histogram's range back (the *gap*): only photons closer than that take a (rare, predictable)
+  branch that makes those records as the general loop does;
+* the lane leaves the rest to the general loop: a channel with any other action, a record out of
+  time order (eta mode), a copy that would lose a tie, a busy virtual channel, a window's end.
 
-``old`` values never lie after the latest event time dispatched so far (``_e_hw``, kept by the
-general loop): clocks only ever take event times, last syncs, 0 or each other's values, unless
-a recipe starts a clock at a computed time, and such clocks are not skipped.
+Earlier clock values never lie after the latest event time dispatched so far (``_e_hw``, kept
+by the general loop): clocks only take event times, last syncs, 0 or each other's values, unless
+a recipe starts a clock at a computed time, and records from such clocks are not skipped.
 """
 
 from __future__ import annotations
@@ -48,25 +46,28 @@ class Record:
     mod: str | None
     start: str          # 't' or 'ls'
     stop: str
+    cond: str | None    # the state test it needs (a VI that tests its state), None: always
 
 
 @dataclasses.dataclass
 class Expansion:
-    """What one file channel's event does, as the lane runs it."""
+    """What one file channel's event does, as the lane runs it. Every step carries a condition
+    on the state of a VI before the photon (``now_4 == 1``) or None."""
     chn: int
     last_chn: int                                  # channel of the expansion's last event
-    rings: dict = dataclasses.field(default_factory=dict)    # clock -> value ('t'/'ls')
-    sets: dict = dataclasses.field(default_factory=dict)     # (clock, side) -> value
+    rings: list = dataclasses.field(default_factory=list)    # (clock, value, cond)
+    sets: list = dataclasses.field(default_factory=list)     # (clock, side, value, cond), in order
     records: list = dataclasses.field(default_factory=list)  # always-on records
+    slow: list = dataclasses.field(default_factory=list)     # (VI, instruction, cond) in a gap
+    states: dict = dataclasses.field(default_factory=dict)   # VI index -> state after the photon
     gap: int = 0                                   # range of the records it skips
-    slow: list = dataclasses.field(default_factory=list)     # (VI, instruction) run in a gap
 
 
 @dataclasses.dataclass
 class LanePlan:
     expansions: dict          # file channel -> Expansion (channels some VI listens to)
     unsupported: list         # file channels the lane leaves to the general loop
-    gap: int                  # the gap every lane record needs to its predecessor
+    gap: int                  # a photon closer than this to the last event may record
     strict: bool              # the next record must be later (not at the same time)
 
 
@@ -97,8 +98,8 @@ def plan(gc) -> LanePlan | None:
         # a copy that loses a tie against the file runs inline only before a later record
         strict |= any(rank[gc.R + v - gc.vmin] > rank[0] for v in copies)
         expansions[ch] = x
-    if not any(x.rings or x.records for x in expansions.values()):
-        return None
+    if not any(x.rings or x.records or x.sets for x in expansions.values()):
+        return None     # nothing to gain
     gap = max((x.gap for x in expansions.values()), default=0)
     return LanePlan(expansions, unsupported, gap, strict)
 
@@ -117,33 +118,58 @@ def _unbounded_clocks(gc) -> set:
 
 def _expand(gc, ch, by_chn, unbounded, rank):
     x = Expansion(ch, ch)
-    values: dict = {}           # (clock, side) -> 't' | 'ls' within this expansion
+    values: dict = {}           # (clock, side) -> 't' | 'ls' | COND, set by this photon
+    vstate: dict = {}           # VI index -> its state, once this photon has moved it
     copies: list = []
-    _run_event(gc, ch, by_chn, x, values, unbounded, copies)
+    _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies)
     copies.sort(key=lambda v: rank[gc.R + v - gc.vmin])
     for v in copies:
-        _run_event(gc, v, by_chn, x, values, unbounded, None)
+        _run_event(gc, v, by_chn, x, values, vstate, unbounded, None)
         x.last_chn = v
     return x, copies
 
 
-def _run_event(gc, ch, by_chn, x, values, unbounded, copies):
+COND = "cond"       # a clock value that depends on a VI's state
+
+
+def _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies):
     for gi in by_chn.get(ch, []):
         p = gc.parsed[gi]
-        if gc._reads_state(gi) or not gc._state_free(gi, ch):
+        if not gc._reads_state(gi):
+            s, dst = next((s, d) for (s, c), d in sorted(p.graph.transitions.items())
+                          if c == ch)
+            for sec in gc._sections_run(p, s, dst, ch):
+                for ins in sec.instructions:
+                    _action(gc, p, ins, x, values, unbounded, copies, None)
+            continue
+        # a VI that tests its state: its code runs under a test of the state before the
+        # photon, and the photon must leave it in one state whatever that was
+        known = vstate.get(gi)
+        ends, branches = set(), []
+        for s in ([known] if known is not None else range(len(p.graph.states))):
+            dst = p.graph.transitions.get((s, ch))
+            ends.add(s if dst is None else dst)
+            vals = dict(values)
+            if dst is not None:
+                cond = None if known is not None else f"now_{gi} == {s}"
+                for sec in gc._sections_run(p, s, dst, ch):
+                    for ins in sec.instructions:
+                        _action(gc, p, ins, x, vals, unbounded, copies, cond)
+            branches.append(vals)
+        if len(ends) != 1:
             raise _Unsupported
-        s, dst = next((s, d) for (s, c), d in sorted(p.graph.transitions.items()) if c == ch)
-        for sec in gc._sections_run(p, s, dst, ch):
-            for ins in sec.instructions:
-                _action(gc, p, ins, x, values, unbounded, copies)
+        vstate[gi] = x.states[gi] = ends.pop()
+        for key in set().union(*branches):
+            seen = {b.get(key) for b in branches}
+            values[key] = seen.pop() if len(seen) == 1 else COND
 
 
-def _action(gc, p, ins, x, values, unbounded, copies):
+def _action(gc, p, ins, x, values, unbounded, copies, cond):
     n = ins.name
     if ins.obj is None:
         if n in ("RFILE", "VFILE", "INTEGER", "TABLE", "CLOCK", "HISTOGRAM"):
             return
-        if n == "emit" and id(ins) in gc.line_ins and copies is not None:
+        if n == "emit" and id(ins) in gc.line_ins and copies is not None and cond is None:
             from .codegen import _int_literal
             if _int_literal(gc._arg(ins, 1, "waittime", "0")) != 0:
                 raise _Unsupported      # a delayed copy is not due with its photon
@@ -161,12 +187,12 @@ def _action(gc, p, ins, x, values, unbounded, copies):
             raise _Unsupported
         value = "ls" if ins.args else "t"
         if n == "start" and sym.info["max_start"] > 1:
-            if sym.name in x.rings:
+            if (sym.name, n) in values:
                 raise _Unsupported      # two starts of one ring from one photon
-            x.rings[sym.name] = value
+            x.rings.append((sym.name, value, cond))
         else:
-            x.sets[(sym.name, n)] = value
-            x.slow.append((p, ins))
+            x.sets.append((sym.name, n, value, cond))
+            x.slow.append((p, ins, cond))
         values[(sym.name, n)] = value
         return
     if sym.kind == "HISTOGRAM" and n in ("record", "record_all") and len(ins.args) == 1 \
@@ -179,13 +205,13 @@ def _action(gc, p, ins, x, values, unbounded, copies):
         multi = c.info["max_start"] > 1
         if n == "record_all" and not multi:
             raise _Unsupported
-        if not multi and start and stop:
-            x.records.append(Record(sym.name, bins, width, mod, start, stop))
+        if not multi and start in ("t", "ls") and stop in ("t", "ls"):
+            x.records.append(Record(sym.name, bins, width, mod, start, stop, cond))
             return
         # the starts were set by earlier events: nothing is recorded across the gap
         if start is None and stop == "t" and mod is None and c.name not in unbounded:
             x.gap = max(x.gap, bins * width)
-            x.slow.append((p, ins))
+            x.slow.append((p, ins, cond))
             return
     raise _Unsupported
 
@@ -208,8 +234,15 @@ def emit(gc, lp: LanePlan):
     entry = [f"{gc._lt(f)} == INF" for f in range(gc.R, gc.n)] + ["_e_pos0 > 0"]
     if lp.unsupported:
         entry.append(f"not ({_chn_test('_e_lc0', lp.unsupported)})")
-    rings = sorted({k for x in X.values() for k in x.rings})
-    sets = sorted({k for x in X.values() for k in x.sets})
+    # (channel, step) pairs of every ring, clock value and VI state the lane writes
+    rings, sets, states = {}, {}, {}
+    for c, x in X.items():
+        for clock, value, cond in x.rings:
+            rings.setdefault(clock, []).append((c, value, cond))
+        for clock, side, value, cond in x.sets:
+            sets.setdefault((clock, side), []).append((c, value, cond))
+        for gi, s in x.states.items():
+            states.setdefault(gi, []).append((c, s))
     e("# the gap lane (lane.py): the file's photons without the merge")
     e(f"if {' and '.join(entry)}:")
     e.indent()
@@ -218,7 +251,7 @@ def emit(gc, lp: LanePlan):
     e("_l_c = _e_lc0")
     if lp.gap:
         e("_l_hw = _e_hw")
-    for k in rings:
+    for k in sorted(rings):
         e(f"_l_n_{k} = 0")
         e(f"_l_c0_{k} = ({k}_start_head - {k}_start_tail) % {k}_start_tab.shape[0]")
     e(f"while _e_pos0 < {src_t}.shape[0]:")
@@ -228,29 +261,33 @@ def emit(gc, lp: LanePlan):
         # exact mode feeds every file in time order (the task sorts): only ties need a look
         e(f"if _l_tn {'<=' if lp.strict else '<'} _l_t:")
         e("    break")
-    uses_ls = any("ls" in (r.start, r.stop) for x in X.values() for r in x.records) or \
-        any(v == "ls" for x in X.values() for v in list(x.rings.values()) + list(x.sets.values()))
-    if uses_ls:
+    values = [r.start for x in X.values() for r in x.records] + \
+        [r.stop for x in X.values() for r in x.records] + \
+        [v for steps in list(rings.values()) + list(sets.values()) for _, v, _ in steps]
+    if "ls" in values:
         e("_l_ls = _rt.last_sync(_l_t, SYNCRate_pspr, _e_sync_exact, _e_exact)")
-    _records(e, X)
+    _records(gc, e, X)
     if lp.gap:
-        _slow(gc, e, X, rings)
-    for k in rings:
+        _slow(gc, e, X, sorted(rings))
+    for k, steps in sorted(rings.items()):
         # the slot at a ring's head is always free: write it whatever the channel, and move
         # the head only for a start (no branch on the random channel); an unsigned index
         # spares numba's negative-index test
         tab, head = f"{k}_start_tab", f"{k}_start_head"
-        chans = [c for c, x in X.items() if k in x.rings]
-        e(f"{tab}[np.uint64({head})] = {_select(X, chans, lambda c: _var(X[c].rings[k]))}")
-        e(f"_l_m = {_mask(chans)}")
+        e(f"{tab}[np.uint64({head})] = {_select(steps, None)}")
+        e(f"_l_m = {_mask([(c, cond) for c, _, cond in steps])}")
         e(f"{head} += _l_m")
         e(f"_l_n_{k} += _l_m")
         e(f"if {head} == {tab}.shape[0]:")
         e(f"    {head} = 0")
-    for clock, side in sets:
-        chans = [c for c, x in X.items() if (clock, side) in x.sets]
-        var = f"{clock}_{side}_rec"
-        e(f"{var} = {_select(X, chans, lambda c: _var(X[c].sets[(clock, side)]), var)}")
+    # clock values and VI states: a masked bitwise blend per step (numba turns a conditional
+    # expression into a branch on the random channel often enough to cost ~0.4 ns each)
+    for (clock, side), steps in sorted(sets.items()):
+        for c, v, cond in steps:
+            _blend(e, f"{clock}_{side}_rec", _var(v), [(c, cond)])
+    for gi, moves in sorted(states.items()):
+        for c, st in moves:
+            _blend(e, f"now_{gi}", str(st), [(c, None)])
     if lp.gap:
         e("if _l_t > _l_hw:")
         e("    _l_hw = _l_t")
@@ -263,7 +300,7 @@ def emit(gc, lp: LanePlan):
     e.dedent()
     e("if _e_pos0 - 1 > _l_first:")
     e.indent()
-    _tails(e, rings)
+    _tails(e, sorted(rings))
     e(f"AbsTime_ps = {src_t}[_e_pos0 - 2]")
     e(f"chn = {src_c}[_e_pos0 - 2]")
     for c, x in X.items():
@@ -298,41 +335,103 @@ def _slow(gc, e, X, rings):
     for i, c in enumerate(chans):
         e(f"{'if' if i == 0 else 'elif'} _l_c == {c}:")
         e.indent()
-        for p, ins in X[c].slow:
+        for p, ins, cond in X[c].slow:
+            if cond:
+                e(f"if {cond}:")
+                e.indent()
             gc._action(p, ins, triggered=True)
+            if cond:
+                e("pass")
+                e.dedent()
         e("pass")
         e.dedent()
     e.dedent()
 
 
+def _blend(e, var, value, pairs):
+    """``var = value`` where the photon matches one of ``pairs``, without a branch."""
+    e(f"{var} ^= ({var} ^ {value}) & -np.int64({_mask(pairs)})")
+
+
 def _var(v):
-    return "_l_t" if v == "t" else "_l_ls"
+    return {"t": "_l_t", "ls": "_l_ls"}.get(v, v)
 
 
-def _mask(chans):
-    return " | ".join(f"(_l_c == {c})" for c in chans)
+def _mask(pairs):
+    """Whether the photon's channel (and the state before it) is one of (channel, cond)."""
+    return " | ".join(f"((_l_c == {c}) & ({cond}))" if cond else f"(_l_c == {c})"
+                      for c, cond in pairs)
 
 
-def _select(X, chans, value, default=None):
-    """Branch-free choice of a value by channel (one value for all channels needs no test)."""
-    vals = {c: value(c) for c in chans}
-    if default is None and len(set(vals.values())) == 1:
-        return next(iter(vals.values()))
-    out = default if default is not None else vals[chans[-1]]
-    for c in (chans if default is not None else chans[:-1]):
-        out = f"({vals[c]} if _l_c == {c} else {out})"
+def _select(steps, default):
+    """Branch-free choice among (channel, value, cond) steps, later steps first (a photon's
+    last write wins); ``default`` when none applies, or None when one always does."""
+    vals = [_var(v) for _, v, _ in steps]
+    if default is None and len(set(vals)) == 1:
+        return vals[0]
+    out = default if default is not None else vals[0]
+    for (c, _, cond), v in zip(steps if default is not None else steps[1:],
+                               vals if default is not None else vals[1:]):
+        out = f"({v} if {_mask([(c, cond)])} else {out})"
     return out
 
 
-def _records(e, X):
-    """Histogram records with both clock values from this photon: masked, branch-free."""
+def _record_groups(gc, X):
+    """Always-on records by operands: [(key, [(channel, cond, hist)], scratch or None)]. A
+    group whose histograms are never cleared counts into a private array (``scratch``), one row
+    per histogram and one spare row, added to the histograms when mainloop returns: a photon
+    then increments one real bin, never a dummy bin 0 whose every increment would wait for the
+    previous one (a chain through memory that cost ~3 ns a photon)."""
     groups: dict = {}
     for c, x in X.items():
         for r in x.records:
-            groups.setdefault((r.hist, r.bins, r.width, r.mod, r.start, r.stop), []).append(c)
-    for (hist, bins, width, mod, start, stop), chans in groups.items():
+            key = (r.bins, r.width, r.mod, r.start, r.stop)
+            groups.setdefault(key, []).append((c, r.cond, r.hist))
+    cleared = {b for p in gc.parsed for sec in p.sections for ins in sec.instructions
+               if ins.obj is not None and ins.name == "clear" for b, _ in gc._objects(ins.obj)}
+    out = []
+    for g, (key, pairs) in enumerate(groups.items()):
+        hists = {h for _, _, h in pairs}
+        out.append((key, pairs, None if hists & cleared else f"_l_scratch{g}"))
+    return out
+
+
+def _rows(pairs):
+    hists = []
+    for _, _, h in pairs:
+        if h not in hists:
+            hists.append(h)
+    return hists
+
+
+def prologue(gc, lp: LanePlan):
+    for (bins, *_), pairs, scratch in _record_groups(gc, lp.expansions):
+        if scratch:
+            gc.e(f"{scratch} = np.zeros({(len(_rows(pairs)) + 1) * bins}, np.int64)")
+
+
+def epilogue(gc, lp: LanePlan):
+    for (bins, *_), pairs, scratch in _record_groups(gc, lp.expansions):
+        if scratch:
+            for r, h in enumerate(_rows(pairs)):
+                gc.e(f"{h} += {scratch}[{r * bins}:{(r + 1) * bins}]")
+
+
+def _records(gc, e, X):
+    """Histogram records with both clock values from this photon: branch-free."""
+    for (bins, width, mod, start, stop), pairs, scratch in _record_groups(gc, X):
         d = f"{_var(stop)} - {_var(start)}"
         d = f"({mod.replace('time', f'({d})')})" if mod else f"({d})"
         e(f"_l_i = {d} // {width}")
-        e(f"_l_ok = ({_mask(chans)}) & (_l_i >= 0) & (_l_i < {bins})")
-        e(f"{hist}[_l_i if _l_ok else 0] += _l_ok")
+        if scratch:
+            rows = _rows(pairs)
+            row = str(len(rows))
+            for c, cond, h in reversed(pairs):
+                row = f"({rows.index(h)} if {_mask([(c, cond)])} else {row})"
+            e(f"_l_row = {row}")
+            e(f"_l_ok = (_l_i >= 0) & (_l_i < {bins})")
+            e(f"{scratch}[_l_row * {bins} + (_l_i if _l_ok else 0)] += _l_ok")
+            continue
+        for c, cond, h in pairs:
+            e(f"_l_ok = ({_mask([(c, cond)])}) & (_l_i >= 0) & (_l_i < {bins})")
+            e(f"{h}[_l_i if _l_ok else 0] += _l_ok")
