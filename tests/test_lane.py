@@ -58,6 +58,13 @@ def _recipe(shape: str):
             vi("wipe", "INTEGER(n)\na--0-->a:\n    n += 1\n    z.clear()",
                edges=[("a", "a", "0")]),
             _corr("fwd", "c4", "h4", 3, "4", "3")]
+    elif shape == "delayed":     # copies 5, 9 and 12 ps after the photon (ETA's fw/bw_delay)
+        entries = [vi("L1", "a--1-->a:\n    emit(3,5)\n    emit(5,9)", edges=[("a", "a", "1")]),
+                   vi("L2", "a--2-->a:\n    emit(4,12)", edges=[("a", "a", "2")]),
+                   _corr("bwd", "c3", "h3", 3, "3", "4", bins="(20,2)"),
+                   vi("span", "CLOCK(c1)\nHISTOGRAM(t1,(9,2))\na--3-->a:\n    c1.start()\n"
+                              "a--5-->a:\n    c1.stop()\n    t1.record(c1)",
+                      edges=[("a", "a", "3,5")])]   # start and stop from one photon
     elif shape == "mixed":       # channel 0 has an action the lane leaves to the general loop
         entries = LINES + [_corr("bwd", "c3", "h3", 4, "3", "4"),
                            vi("count", "INTEGER(n)\na--0-->a:\n    n += 1",
@@ -95,7 +102,7 @@ def _same(rec, path, mode, window, monkeypatch, **kw):
 events = st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2)), min_size=1, max_size=80)
 
 
-@pytest.mark.parametrize("shape", ["corr", "single", "stateful", "cleared", "mixed"])
+@pytest.mark.parametrize("shape", ["corr", "single", "stateful", "cleared", "delayed", "mixed"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ev=events, window=st.integers(1, 9), mode=st.sampled_from(["eta", "exact"]),
        ordered=st.booleans())
@@ -148,13 +155,14 @@ def _t3_file(path, n, seed):
 
 
 @pytest.mark.parametrize("mode", ["eta", "exact"])
-def test_lane_last_sync_lifetime(tmp_path, monkeypatch, mode):
+@pytest.mark.parametrize("delays", [(0, 0), (7, 30)])
+def test_lane_last_sync_lifetime(tmp_path, monkeypatch, mode, delays):
     """The Lifetime recipe's shape on a T3 file: LAST_SYNC records on every photon (counted in
     the lane's own array) and a start/stop VI that tests its state, skipped across gaps."""
     rec = recipe(
         rfile_vi("RFILE(f,[0,1])"),
-        vi("d0", "a--0-->a:\n    emit(8,0)", edges=[("a", "a", "0")]),
-        vi("d1", "a--1-->a:\n    emit(9,0)", edges=[("a", "a", "1")]),
+        vi("d0", f"a--0-->a:\n    emit(8,{delays[0]})", edges=[("a", "a", "0")]),
+        vi("d1", f"a--1-->a:\n    emit(9,{delays[1]})", edges=[("a", "a", "1")]),
         vi("t1", "CLOCK(c1)\nHISTOGRAM(t1,(60,1))\ns--8-->s:\n    c1.stop()\n"
                  "    c1.start(LAST_SYNC)\n    t1.record(c1)", states=("s",),
            edges=[("s", "s", "8")]),

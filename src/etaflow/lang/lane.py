@@ -7,11 +7,13 @@ is a second loop over the records of the one file, inside the same generated ``m
 leaves exactly the state the general loop would:
 
 * what a file channel's photon does is worked out at compile time, for its whole *expansion*:
-  the file event and the copies that delay lines of delay 0 make of it, run inline in the
-  merge's order (codegen._line_tail); VIs, their sections and actions in dispatch order (spec
-  3.8), each clock value followed symbolically (``t`` the photon's time, ``ls`` its last sync,
-  or unset: from an earlier event). A VI that tests its state takes part when the photon leaves
-  it in one state whatever it was in (its actions are then masked by the state before);
+  the file event and the copies that delay lines make of it (``emit(v, d)``, d constant), run
+  inline in the merge's order (codegen._line_tail) when the next photon comes late enough;
+  VIs, their sections and actions in dispatch order (spec 3.8), each clock value followed
+  symbolically (``t+d`` the time of the photon's copy d ps later, ``ls+d`` that time's last
+  sync, or unset: from an earlier event). A VI that tests its state takes part when the
+  photon leaves it in one state whatever it was in (its actions are then masked by the state
+  before);
 * supported actions: clock start and stop (no argument or LAST_SYNC), and ``record`` /
   ``record_all`` into a 1-D histogram. Clock values are blended in by a mask on the channel,
   starts are written into the free slot at a ring's head (which moves by the mask), a record
@@ -19,8 +21,9 @@ leaves exactly the state the general loop would:
 * a record from starts of earlier events cannot count when the previous event lies at least the
   histogram's range back (the *gap*): only photons closer than that take a (rare, predictable)
   branch that makes those records as the general loop does;
-* the lane leaves the rest to the general loop: a channel with any other action, a record out of
-  time order (eta mode), a copy that would lose a tie, a busy virtual channel, a window's end.
+* the lane leaves the rest to the general loop: a channel with any other action, a photon whose
+  copies are not all due before the next photon (or would lose a tie to it), a record out of
+  time order (eta mode), a busy virtual channel, a window's end.
 
 Earlier clock values never lie after the latest event time dispatched so far (``_e_hw``, kept
 by the general loop): clocks only take event times, last syncs, 0 or each other's values, unless
@@ -55,6 +58,7 @@ class Expansion:
     on the state of a VI before the photon (``now_4 == 1``) or None."""
     chn: int
     last_chn: int                                  # channel of the expansion's last event
+    last_off: int = 0                              # and its delay after the photon
     rings: list = dataclasses.field(default_factory=list)    # (clock, value, cond)
     sets: list = dataclasses.field(default_factory=list)     # (clock, side, value, cond), in order
     records: list = dataclasses.field(default_factory=list)  # always-on records
@@ -68,7 +72,8 @@ class LanePlan:
     expansions: dict          # file channel -> Expansion (channels some VI listens to)
     unsupported: list         # file channels the lane leaves to the general loop
     gap: int                  # a photon closer than this to the last event may record
-    strict: bool              # the next record must be later (not at the same time)
+    ahead: int                # the next record must be this much later (copies inline)
+    delay: int                # the largest delay of a copy
 
 
 def plan(gc) -> LanePlan | None:
@@ -88,20 +93,22 @@ def plan(gc) -> LanePlan | None:
     unbounded = _unbounded_clocks(gc)
     rank = {f: i for i, f in enumerate(gc._tie_order())}
     file_chans = [c for c in by_chn if c < gc.vmin or not gc.V]
-    expansions, unsupported, strict = {}, [], False
+    expansions, unsupported, ahead = {}, [], 0
     for ch in sorted(file_chans):
         try:
             x, copies = _expand(gc, ch, by_chn, unbounded, rank)
         except _Unsupported:
             unsupported.append(ch)
             continue
-        # a copy that loses a tie against the file runs inline only before a later record
-        strict |= any(rank[gc.R + v - gc.vmin] > rank[0] for v in copies)
+        # a copy runs inline when the next record is not earlier than it (not at its time
+        # either, if the copy loses a tie against the file)
+        ahead = max([ahead] + [d + (rank[gc.R + v - gc.vmin] > rank[0]) for v, d in copies])
         expansions[ch] = x
     if not any(x.rings or x.records or x.sets for x in expansions.values()):
         return None     # nothing to gain
     gap = max((x.gap for x in expansions.values()), default=0)
-    return LanePlan(expansions, unsupported, gap, strict)
+    delay = max((x.last_off for x in expansions.values()), default=0)
+    return LanePlan(expansions, unsupported, gap, ahead, delay)
 
 
 def _unbounded_clocks(gc) -> set:
@@ -118,21 +125,23 @@ def _unbounded_clocks(gc) -> set:
 
 def _expand(gc, ch, by_chn, unbounded, rank):
     x = Expansion(ch, ch)
-    values: dict = {}           # (clock, side) -> 't' | 'ls' | COND, set by this photon
+    values: dict = {}           # (clock, side) -> 't' | 'ls' | 't+d' | 'ls+d' | COND
     vstate: dict = {}           # VI index -> its state, once this photon has moved it
     copies: list = []
-    _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies)
-    copies.sort(key=lambda v: rank[gc.R + v - gc.vmin])
-    for v in copies:
-        _run_event(gc, v, by_chn, x, values, vstate, unbounded, None)
-        x.last_chn = v
+    _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies, 0)
+    copies.sort(key=lambda vd: rank[gc.R + vd[0] - gc.vmin])
+    if [d for _, d in copies] != sorted(d for _, d in copies):
+        raise _Unsupported      # a later copy due earlier waits in its queue (_line_tail)
+    for v, d in copies:
+        _run_event(gc, v, by_chn, x, values, vstate, unbounded, None, d)
+        x.last_chn, x.last_off = v, d
     return x, copies
 
 
 COND = "cond"       # a clock value that depends on a VI's state
 
 
-def _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies):
+def _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies, off):
     for gi in by_chn.get(ch, []):
         p = gc.parsed[gi]
         if not gc._reads_state(gi):
@@ -140,7 +149,7 @@ def _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies):
                           if c == ch)
             for sec in gc._sections_run(p, s, dst, ch):
                 for ins in sec.instructions:
-                    _action(gc, p, ins, x, values, unbounded, copies, None)
+                    _action(gc, p, ins, x, values, unbounded, copies, None, off)
             continue
         # a VI that tests its state: its code runs under a test of the state before the
         # photon, and the photon must leave it in one state whatever that was
@@ -154,7 +163,7 @@ def _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies):
                 cond = None if known is not None else f"now_{gi} == {s}"
                 for sec in gc._sections_run(p, s, dst, ch):
                     for ins in sec.instructions:
-                        _action(gc, p, ins, x, vals, unbounded, copies, cond)
+                        _action(gc, p, ins, x, vals, unbounded, copies, cond, off)
             branches.append(vals)
         if len(ends) != 1:
             raise _Unsupported
@@ -164,16 +173,16 @@ def _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies):
             values[key] = seen.pop() if len(seen) == 1 else COND
 
 
-def _action(gc, p, ins, x, values, unbounded, copies, cond):
+def _action(gc, p, ins, x, values, unbounded, copies, cond, off):
+    """Add what instruction ``ins`` does at ``off`` ps after the photon to expansion x."""
     n = ins.name
     if ins.obj is None:
         if n in ("RFILE", "VFILE", "INTEGER", "TABLE", "CLOCK", "HISTOGRAM"):
             return
         if n == "emit" and id(ins) in gc.line_ins and copies is not None and cond is None:
             from .codegen import _int_literal
-            if _int_literal(gc._arg(ins, 1, "waittime", "0")) != 0:
-                raise _Unsupported      # a delayed copy is not due with its photon
-            copies.append(_int_literal(gc._arg(ins, 0, "chn")))
+            copies.append((_int_literal(gc._arg(ins, 0, "chn")),
+                           _int_literal(gc._arg(ins, 1, "waittime", "0"))))
             return
         raise _Unsupported
     objs = gc._objects(ins.obj)
@@ -185,14 +194,14 @@ def _action(gc, p, ins, x, values, unbounded, copies, cond):
     if sym.kind == "CLOCK" and n in ("start", "stop"):
         if sym.info["max_stop"] > 1 or ins.args not in ([], ["LAST_SYNC"]):
             raise _Unsupported
-        value = "ls" if ins.args else "t"
+        value = ("ls" if ins.args else "t") + (f"+{off}" if off else "")
         if n == "start" and sym.info["max_start"] > 1:
             if (sym.name, n) in values:
                 raise _Unsupported      # two starts of one ring from one photon
             x.rings.append((sym.name, value, cond))
         else:
             x.sets.append((sym.name, n, value, cond))
-            x.slow.append((p, ins, cond))
+            x.slow.append((p, ins, cond, off))
         values[(sym.name, n)] = value
         return
     if sym.kind == "HISTOGRAM" and n in ("record", "record_all") and len(ins.args) == 1 \
@@ -205,22 +214,19 @@ def _action(gc, p, ins, x, values, unbounded, copies, cond):
         multi = c.info["max_start"] > 1
         if n == "record_all" and not multi:
             raise _Unsupported
-        if not multi and start in ("t", "ls") and stop in ("t", "ls"):
+        if not multi and start not in (None, COND) and stop not in (None, COND):
             x.records.append(Record(sym.name, bins, width, mod, start, stop, cond))
             return
         # the starts were set by earlier events: nothing is recorded across the gap
-        if start is None and stop == "t" and mod is None and c.name not in unbounded:
+        if start is None and stop and stop.startswith("t") and mod is None and \
+                c.name not in unbounded:
             x.gap = max(x.gap, bins * width)
-            x.slow.append((p, ins, cond))
+            x.slow.append((p, ins, cond, off))
             return
     raise _Unsupported
 
 
 # --- code ----------------------------------------------------------------------------------------
-
-def _value(v, t):
-    return t if v == "t" else f"_rt.last_sync({t}, SYNCRate_pspr, _e_sync_exact, _e_exact)"
-
 
 def _chn_test(var, chans):
     return " or ".join(f"{var} == {c}" for c in chans)
@@ -257,15 +263,17 @@ def emit(gc, lp: LanePlan):
     e(f"while _e_pos0 < {src_t}.shape[0]:")
     e.indent()
     e(f"_l_tn = {src_t}[_e_pos0]")
-    if lp.strict or not gc.exact:
-        # exact mode feeds every file in time order (the task sorts): only ties need a look
-        e(f"if _l_tn {'<=' if lp.strict else '<'} _l_t:")
+    if lp.ahead or not gc.exact:
+        # exact mode feeds every file in time order (the task sorts): only delays and ties
+        # need a look
+        e(f"if _l_tn - _l_t < {lp.ahead}:")
         e("    break")
     values = [r.start for x in X.values() for r in x.records] + \
         [r.stop for x in X.values() for r in x.records] + \
         [v for steps in list(rings.values()) + list(sets.values()) for _, v, _ in steps]
-    if "ls" in values:
-        e("_l_ls = _rt.last_sync(_l_t, SYNCRate_pspr, _e_sync_exact, _e_exact)")
+    for v in sorted({v for v in values if v.startswith("ls")}):
+        e(f"{_var(v)} = _rt.last_sync({_var('t' + v[2:])}, SYNCRate_pspr, _e_sync_exact, "
+          "_e_exact)")
     _records(gc, e, X)
     if lp.gap:
         _slow(gc, e, X, sorted(rings))
@@ -289,8 +297,8 @@ def emit(gc, lp: LanePlan):
         for c, st in moves:
             _blend(e, f"now_{gi}", str(st), [(c, None)])
     if lp.gap:
-        e("if _l_t > _l_hw:")
-        e("    _l_hw = _l_t")
+        e(f"if _l_t + {lp.delay} > _l_hw:")
+        e(f"    _l_hw = _l_t + {lp.delay}     # (a bound: the photon's last copy may come sooner)")
     e(f"_l_c = {src_c}[_e_pos0]")
     e("_e_pos0 += 1")
     e("_l_t = _l_tn")
@@ -307,6 +315,8 @@ def emit(gc, lp: LanePlan):
         if x.last_chn != c:
             e(f"if chn == {c}:")
             e(f"    chn = {x.last_chn}")
+            if x.last_off:
+                e(f"    AbsTime_ps += {x.last_off}")
     if lp.gap:
         e("_e_hw = _l_hw")
     e.dedent()
@@ -330,12 +340,12 @@ def _slow(gc, e, X, rings):
     chans = [c for c, x in X.items() if x.gap]
     e(f"if _l_t - _l_hw < {max(X[c].gap for c in chans)}:")
     e.indent()
-    e("AbsTime_ps = _l_t")
     _tails(e, rings)
     for i, c in enumerate(chans):
         e(f"{'if' if i == 0 else 'elif'} _l_c == {c}:")
         e.indent()
-        for p, ins, cond in X[c].slow:
+        for p, ins, cond, off in X[c].slow:
+            e(f"AbsTime_ps = {_var('t+' + str(off) if off else 't')}")
             if cond:
                 e(f"if {cond}:")
                 e.indent()
@@ -354,7 +364,14 @@ def _blend(e, var, value, pairs):
 
 
 def _var(v):
-    return {"t": "_l_t", "ls": "_l_ls"}.get(v, v)
+    """Code of a value: ``t``/``ls`` the photon's time/last sync, ``t+d``/``ls+d`` those of its
+    copy d ps later."""
+    kind, _, off = v.partition("+")
+    if kind == "t":
+        return f"(_l_t + {off})" if off else "_l_t"
+    if kind == "ls":
+        return f"_l_ls{off}"
+    return v
 
 
 def _mask(pairs):
