@@ -170,11 +170,46 @@ def decode_ph_t3(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     return i, n
 
 
+@inline_kernel
+def _hh_counts(recs, start, stop, v1, t3):
+    """The overflow time, special records, T2 syncs and overflow records of ``recs[start:stop]``
+    and how many other special records (markers, illegal) it holds, without a branch per record
+    (the loop vectorises): a state scan that finds no other record is done by this alone."""
+    add = np.int64(0)
+    specials = np.int64(0)
+    syncs = np.int64(0)
+    overflows = np.int64(0)
+    part = recs[start:stop]     # indices from 0: numba's negative-index test stops vectorising
+    for i in range(part.shape[0]):
+        rec = np.int64(part[i])
+        sp = rec >> 31
+        chan = (rec >> 25) & 0x3F
+        o = sp & np.int64(chan == 63)
+        if t3:
+            raw = rec & 0x3FF
+            add += o * (HH_T3_WRAP if v1 else HH_T3_WRAP * (raw + np.int64(raw == 0)))
+        else:
+            tt = rec & 0x1FFFFFF
+            add += o * (HH1_T2_WRAP if v1 else HH2_T2_WRAP * (tt + np.int64(tt == 0)))
+            syncs += sp & np.int64(chan == 0)
+        specials += sp
+        overflows += o
+    return add, specials, syncs, overflows, specials - overflows - syncs
+
+
 @kernel
 def _hh_t2_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     """decode_hh_t2 without output (the state scan that seeks and clips_list rely on): photon
     records are only counted, from the records that are not (counts kept in registers)."""
     v1 = ip[IP_VARIANT] == 1
+    add, specials, syncs, overflows, others = _hh_counts(recs, start, stop, v1, False)
+    if others == 0:
+        state[ST_EVENTS] += (stop - start) - specials + syncs
+        state[ST_OVERFLOWS] += overflows
+        state[ST_OVERFLOW] += add
+        state[ST_RECORD] += stop - start
+        return stop, 0
+    # markers (or illegal records) update the state in order: the full loop
     ofl = state[ST_OVERFLOW]
     specials = np.int64(0)
     syncs = np.int64(0)
@@ -350,6 +385,13 @@ def _hh_t3_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     """decode_hh_t3 without output (the state scan of seeks and clips_list): photons are only
     counted, from the records that are not (counts kept in registers)."""
     v1 = ip[IP_VARIANT] == 1
+    add, specials, syncs, overflows, others = _hh_counts(recs, start, stop, v1, True)
+    if others == 0:
+        state[ST_EVENTS] += (stop - start) - specials
+        state[ST_OVERFLOWS] += overflows
+        state[ST_OVERFLOW] += add
+        state[ST_RECORD] += stop - start
+        return stop, 0
     ofl = state[ST_OVERFLOW]
     specials = np.int64(0)
     overflows = np.int64(0)
