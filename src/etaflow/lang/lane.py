@@ -262,7 +262,7 @@ def emit(gc, lp: LanePlan):
         e(f"_l_c0_{k} = ({k}_start_head - {k}_start_tail) % {k}_start_tab.shape[0]")
     e(f"while _e_pos0 < {src_t}.shape[0]:")
     e.indent()
-    e(f"_l_tn = {src_t}[_e_pos0]")
+    e(f"_l_tn = {src_t}[np.uint64(_e_pos0)]")
     if lp.ahead or not gc.exact:
         # exact mode feeds every file in time order (the task sorts): only delays and ties
         # need a look
@@ -299,7 +299,7 @@ def emit(gc, lp: LanePlan):
     if lp.gap:
         e(f"if _l_t + {lp.delay} > _l_hw:")
         e(f"    _l_hw = _l_t + {lp.delay}     # (a bound: the photon's last copy may come sooner)")
-    e(f"_l_c = {src_c}[_e_pos0]")
+    e(f"_l_c = {src_c}[np.uint64(_e_pos0)]")
     e("_e_pos0 += 1")
     e("_l_t = _l_tn")
     if lp.unsupported:
