@@ -83,16 +83,32 @@ def _run(rec, path, mode, window, enable, monkeypatch, rfile="f", resume=False):
         task = None
         for _ in range(resume):
             _, task = eta.run({rfile: gen}, resume_task=task, return_task=True, max_autofeed=1)
-        r = eta.run({rfile: gen}, resume_task=task)
+        r, task = eta.run({rfile: gen}, resume_task=task, return_task=True)
     else:
-        r = eta.run({rfile: eta.clips(path, read_events=window)})
-    return {k: np.asarray(v).copy() for k, v in r.items() if k != rfile}
+        r, task = eta.run({rfile: eta.clips(path, read_events=window)}, return_task=True)
+    out = {k: np.asarray(v).copy() for k, v in r.items() if k != rfile}
+    out["state"] = _state(task)
+    return out
+
+
+def _state(task):
+    """Every engine scalar (clock values, ring heads and tails, VI states, the time and channel
+    of the last event, source positions) and the values each clock ring holds, oldest first;
+    ``_e_hw`` exists in lane programs only."""
+    S = {n: int(task.S[i]) for n, (i, _) in task.program.scalars.items() if n != "_e_hw"}
+    for n, tab in task.tables.items():
+        if n.endswith("_start_tab"):
+            head, tail, k = S[n[:-4] + "_head"], S[n[:-4] + "_tail"], len(tab)
+            S[n] = [int(tab[(tail + j) % k]) for j in range((head - tail) % k)]
+    S["time"], S["chn"] = int(task.S[0]), int(task.S[2])
+    return S
 
 
 def _same(rec, path, mode, window, monkeypatch, **kw):
     plain = _run(rec, path, mode, window, False, monkeypatch, **kw)
     fast = _run(rec, path, mode, window, True, monkeypatch, **kw)
     assert plain.keys() == fast.keys()
+    assert plain.pop("state") == fast.pop("state")
     for k in plain:
         assert np.array_equal(plain[k], fast[k]), k
     return plain

@@ -64,6 +64,7 @@ class Expansion:
     records: list = dataclasses.field(default_factory=list)  # always-on records
     slow: list = dataclasses.field(default_factory=list)     # (VI, instruction, cond) in a gap
     states: dict = dataclasses.field(default_factory=dict)   # VI index -> state after the photon
+    olds: set = dataclasses.field(default_factory=set)       # (clock, side) a gap record reads
     gap: int = 0                                   # range of the records it skips
 
 
@@ -168,9 +169,27 @@ def _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies, off):
         if len(ends) != 1:
             raise _Unsupported
         vstate[gi] = x.states[gi] = ends.pop()
+        if known is None:
+            _merge_branches(x, gi, len(p.graph.states))
         for key in set().union(*branches):
             seen = {b.get(key) for b in branches}
             values[key] = seen.pop() if len(seen) == 1 else COND
+
+
+def _merge_branches(x, gi, n_states):
+    """Steps that every state of VI gi takes alike (the same clock value, one after the other)
+    need no state test: ``started`` entered from either state starts the clock the same."""
+    every = [f"now_{gi} == {s}" for s in range(n_states)]
+    out, i = [], 0
+    while i < len(x.sets):
+        run = x.sets[i:i + n_states]
+        if [c for *_, c in run] == every and len({tuple(h) for *h, _ in run}) == 1:
+            out.append((*run[0][:-1], None))
+            i += n_states
+        else:
+            out.append(x.sets[i])
+            i += 1
+    x.sets = out
 
 
 def _action(gc, p, ins, x, values, unbounded, copies, cond, off):
@@ -221,6 +240,8 @@ def _action(gc, p, ins, x, values, unbounded, copies, cond, off):
         if start is None and stop and stop.startswith("t") and mod is None and \
                 c.name not in unbounded:
             x.gap = max(x.gap, bins * width)
+            if not multi:
+                x.olds.add((c.name, "start"))
             x.slow.append((p, ins, cond, off))
             return
     raise _Unsupported
@@ -288,17 +309,24 @@ def emit(gc, lp: LanePlan):
         e(f"_l_n_{k} += _l_m")
         e(f"if {head} == {tab}.shape[0]:")
         e(f"    {head} = 0")
-    # clock values and VI states: a masked bitwise blend per step (numba turns a conditional
-    # expression into a branch on the random channel often enough to cost ~0.4 ns each)
+    # clock values a gap record reads, or set under a state test, and VI states: a masked
+    # bitwise blend per step (numba turns a conditional expression into a branch on the random
+    # channel often enough to cost ~0.4 ns each); the other clock values are found again when
+    # the lane stops (_write_back)
+    olds = set().union(*(x.olds for x in X.values()))
+    lazy = {k for k, steps in sets.items() if k not in olds and all(not cd for *_, cd in steps)}
     for (clock, side), steps in sorted(sets.items()):
+        if (clock, side) in lazy:
+            continue
         for c, v, cond in steps:
             _blend(e, f"{clock}_{side}_rec", _var(v), [(c, cond)])
     for gi, moves in sorted(states.items()):
         for c, st in moves:
             _blend(e, f"now_{gi}", str(st), [(c, None)])
     if lp.gap:
-        e(f"if _l_t + {lp.delay} > _l_hw:")
-        e(f"    _l_hw = _l_t + {lp.delay}     # (a bound: the photon's last copy may come sooner)")
+        last = f"_l_t + {lp.delay}" if lp.delay else "_l_t"
+        e(f"if {last} > _l_hw:")
+        e(f"    _l_hw = {last}     # (a bound: the photon's last copy may come sooner)")
     e(f"_l_c = {src_c}[np.uint64(_e_pos0)]")
     e("_e_pos0 += 1")
     e("_l_t = _l_tn")
@@ -309,6 +337,7 @@ def emit(gc, lp: LanePlan):
     e("if _e_pos0 - 1 > _l_first:")
     e.indent()
     _tails(e, sorted(rings))
+    _write_back(e, {k: sets[k] for k in sorted(lazy)}, src_t, src_c)
     e(f"AbsTime_ps = {src_t}[_e_pos0 - 2]")
     e(f"chn = {src_c}[_e_pos0 - 2]")
     for c, x in X.items():
@@ -323,6 +352,23 @@ def emit(gc, lp: LanePlan):
     e("_e_lt0 = _l_t")
     e("_e_lc0 = _l_c")
     e.dedent()
+
+
+def _write_back(e, lazy, src_t, src_c):
+    """Clock values nothing in the lane reads: the last photon that set each is found again,
+    walking back from the lane's last photon (each channel's last step is its final value)."""
+    for (clock, side), steps in lazy.items():
+        final = {c: v for c, v, _ in steps}
+        e("_l_j = _e_pos0 - 2")
+        e("while _l_j >= _l_first:")
+        e.indent()
+        e(f"_l_cc = {src_c}[_l_j]")
+        for i, (c, v) in enumerate(final.items()):
+            e(f"{'if' if i == 0 else 'elif'} _l_cc == {c}:")
+            e(f"    {clock}_{side}_rec = {_var(v, f'{src_t}[_l_j]')}")
+            e("    break")
+        e("_l_j -= 1")
+        e.dedent()
 
 
 def _tails(e, rings):
@@ -363,15 +409,18 @@ def _blend(e, var, value, pairs):
     e(f"{var} ^= ({var} ^ {value}) & -np.int64({_mask(pairs)})")
 
 
-def _var(v):
+def _var(v, t=None):
     """Code of a value: ``t``/``ls`` the photon's time/last sync, ``t+d``/``ls+d`` those of its
-    copy d ps later."""
+    copy d ps later; of the photon in the loop, or of the one whose time is ``t``."""
     kind, _, off = v.partition("+")
+    if kind not in ("t", "ls"):
+        return v
+    at = f"({t or '_l_t'} + {off})" if off else (t or "_l_t")
     if kind == "t":
-        return f"(_l_t + {off})" if off else "_l_t"
-    if kind == "ls":
+        return at
+    if t is None:
         return f"_l_ls{off}"
-    return v
+    return f"_rt.last_sync({at}, SYNCRate_pspr, _e_sync_exact, _e_exact)"
 
 
 def _mask(pairs):
