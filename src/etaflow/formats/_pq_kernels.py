@@ -257,11 +257,11 @@ def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
         while i < stop and n <= cap:
             end = min(stop, i + (cap - n) // MAX_EVENTS_PER_RECORD + 1)
             for j in range(i, end):
-                rec = recs[j]
+                rec = recs[np.uint64(j)]    # unsigned indices: no negative-index test
                 tt = np.int64(rec & 0x1FFFFFF)
                 if rec < 0x80000000:
-                    out_t[n] = (ofl + tt) * tres + shift
-                    out_c[n] = np.uint8((coff + (rec >> 25) + 1) & 0xFF)
+                    out_t[np.uint64(n)] = (ofl + tt) * tres + shift
+                    out_c[np.uint64(n)] = np.uint8((coff + (rec >> 25) + 1) & 0xFF)
                     n += 1
                     signal += 1
                 else:
@@ -323,7 +323,7 @@ def _hh_t3_block(recs, i, end, n, ofl, ip, fp, out_t, out_c, int_time):
     n0 = n
     j = i
     while j < end:
-        rec = recs[j]
+        rec = recs[np.uint64(j)]    # unsigned indices: no negative-index test per access
         top = rec >> 25
         if (top >= 0x40) & (top != 0x7F):     # one branch, rarely taken (no 'and')
             break
@@ -336,11 +336,11 @@ def _hh_t3_block(recs, i, end, n, ofl, ip, fp, out_t, out_c, int_time):
         special = np.int64(top >> 6)
         dtime = np.int64((rec >> 10) & 0x7FFF)
         if int_time:
-            out_t[n] = nsync * ttres + dtime * dtres + shift
+            out_t[np.uint64(n)] = nsync * ttres + dtime * dtres + shift
         else:   # the same arithmetic as _rel_time
-            out_t[n] = (np.int64(np.round(nsync * ttres_f)) +
-                        np.int64(np.round(dtime * dtres_f)) + shift)
-        out_c[n] = np.uint8((coff + (top & 0x3F)) & 0xFF)
+            out_t[np.uint64(n)] = (np.int64(np.round(nsync * ttres_f)) +
+                                   np.int64(np.round(dtime * dtres_f)) + shift)
+        out_c[np.uint64(n)] = np.uint8((coff + (top & 0x3F)) & 0xFF)
         n += 1 - special
         ofl += special * _hh_t3_wrap(raw, v1)
         j += 1
