@@ -473,7 +473,13 @@ def _rows(pairs):
 def prologue(gc, lp: LanePlan):
     for (bins, *_), pairs, scratch in _record_groups(gc, lp.expansions):
         if scratch:
-            gc.e(f"{scratch} = np.zeros({(len(_rows(pairs)) + 1) * bins}, np.int64)")
+            rows = _rows(pairs)
+            gc.e(f"{scratch} = np.zeros({(len(rows) + 1) * bins}, np.int64)")
+            if all(cond is None for _, cond, _ in pairs):
+                # where a channel's photon counts: one load instead of a test per channel
+                gc.e(f"{scratch}_at = np.full(256, {len(rows) * bins}, np.int64)")
+                for c, _, h in pairs:
+                    gc.e(f"{scratch}_at[{c}] = {rows.index(h) * bins}")
 
 
 def epilogue(gc, lp: LanePlan):
@@ -491,12 +497,14 @@ def _records(gc, e, X):
         e(f"_l_i = {d} // {width}")
         if scratch:
             rows = _rows(pairs)
-            row = str(len(rows))
-            for c, cond, h in reversed(pairs):
-                row = f"({rows.index(h)} if {_mask([(c, cond)])} else {row})"
-            e(f"_l_row = {row}")
+            if all(cond is None for _, cond, _ in pairs):
+                at = f"{scratch}_at[_l_c]"
+            else:
+                at = str(len(rows) * bins)
+                for c, cond, h in reversed(pairs):
+                    at = f"({rows.index(h) * bins} if {_mask([(c, cond)])} else {at})"
             e(f"_l_ok = (_l_i >= 0) & (_l_i < {bins})")
-            e(f"{scratch}[_l_row * {bins} + (_l_i if _l_ok else 0)] += _l_ok")
+            e(f"{scratch}[{at} + (_l_i if _l_ok else 0)] += _l_ok")
             continue
         for c, cond, h in pairs:
             e(f"_l_ok = ({_mask([(c, cond)])}) & (_l_i >= 0) & (_l_i < {bins})")
