@@ -387,15 +387,15 @@ def _decode_all(kernel, buf, ip, fp, with_t3=False, block=None):
 
 
 @pytest.mark.parametrize("variant", [1, 2])
-@pytest.mark.parametrize("int_time", [True, False])
-def test_hydraharp_t3_fast_path_equals_general_loop(variant, int_time):
+@pytest.mark.parametrize("units", ["int", "float", "int-dtime"])
+def test_hydraharp_t3_fast_path_equals_general_loop(variant, units):
     """decode_hh_t3 has a branch-free fast path for (time, channel) output; the general loop
     (taken when nsync/dtime are wanted too) is the reference, with small output blocks so that
     blocks also end inside runs of markers."""
     from etaflow.formats import _pq_kernels as K
-    buf = _random_hh_t3(np.random.default_rng(variant * 10 + int_time), 20_000)
-    ip, fp = _kernel_params(variant, ttres_f=None if int_time else 12500.3,
-                            dtres_f=None if int_time else 16.25)
+    buf = _random_hh_t3(np.random.default_rng(variant * 10 + len(units)), 20_000)
+    ip, fp = _kernel_params(variant, ttres_f=None if units == "int" else 12500.3,
+                            dtres_f={"int": None, "float": 16.25, "int-dtime": 16.0}[units])
     t0, c0, s0 = _decode_all(K.decode_hh_t3, buf, ip, fp, block=8)
     t1, c1, s1 = _decode_all(K.decode_hh_t3, buf, ip, fp, with_t3=True, block=8)
     assert len(t0) > 0.6 * 20_000

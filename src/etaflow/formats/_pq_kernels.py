@@ -311,7 +311,7 @@ def decode_hh_t2(buf, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
 
 
 @kernel
-def _hh_t3_block(recs, i, end, n, ofl, ip, fp, out_t, out_c, int_time):
+def _hh_t3_block(recs, i, end, n, ofl, ip, fp, out_t, out_c, int_time, dtres_i):
     """Photons and overflows of records i..end for _hh_t3_times, stopping at the first other
     special record (markers, illegal), which the caller decodes. Returns (next record, next
     output index, overflow accumulator, overflow records). A function of its own: inside the
@@ -337,6 +337,8 @@ def _hh_t3_block(recs, i, end, n, ofl, ip, fp, out_t, out_c, int_time):
         dtime = np.int64((rec >> 10) & 0x7FFF)
         if int_time:
             out_t[np.uint64(n)] = nsync * ttres + dtime * dtres + shift
+        elif dtres_i:   # a whole-picosecond dtime unit: round(dtime x unit) is a product
+            out_t[np.uint64(n)] = np.int64(np.round(nsync * ttres_f)) + dtime * dtres_i + shift
         else:   # the same arithmetic as _rel_time
             out_t[np.uint64(n)] = (np.int64(np.round(nsync * ttres_f)) +
                                    np.int64(np.round(dtime * dtres_f)) + shift)
@@ -353,6 +355,8 @@ def _hh_t3_times(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt,
     overflow the output, counts kept in registers. Returns (next record, events)."""
     ofl = state[ST_OVERFLOW]
     int_time = ip[IP_INTTIME] != 0
+    # a measured sync period is rarely whole picoseconds, the dtime unit nearly always is
+    dtres_i = np.int64(fp[FP_DTRES]) if fp[FP_DTRES] == np.floor(fp[FP_DTRES]) else 0
     n = 0
     i = start
     photons = np.int64(0)
@@ -360,7 +364,8 @@ def _hh_t3_times(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt,
     while i < stop and n <= cap:
         end = min(stop, i + (cap - n) // MAX_EVENTS_PER_RECORD + 1)
         n_before = n
-        i, n, ofl, o = _hh_t3_block(recs, i, end, n, ofl, ip, fp, out_t, out_c, int_time)
+        i, n, ofl, o = _hh_t3_block(recs, i, end, n, ofl, ip, fp, out_t, out_c, int_time,
+                                    dtres_i)
         photons += n - n_before
         overflows += o
         if i < end:     # a marker or illegal record stopped the block

@@ -20,7 +20,9 @@ Speed comes from keeping the loop small, not from changing what it computes: del
 (``emit(v, d)`` copies) skip the queue when their copy wins the merge anyway (_find_lines);
 code a group cannot need is not generated (interrupt checks, the state of a VI that never tests
 it, ETA's previous-state variable, ``fileid`` unless mentioned), because the loop is bound by the
-number of variables it carries from event to event more than by arithmetic.
+number of variables it carries from event to event more than by arithmetic. Where a group allows
+it, the file's photons bypass this loop altogether: the gap lane (lane.py) runs them without
+the merge and without a branch on their channel, leaving the same state.
 """
 
 from __future__ import annotations
