@@ -721,14 +721,19 @@ class GroupCompiler:
             for ins in sec.instructions:
                 self._action(p, ins, triggered=False)
 
-    def _dispatch(self):
-        e = self.e
+    def _listeners(self) -> dict:
+        """Channel -> the VIs with a transition on it, in table order (their dispatch order)."""
         by_chn: dict[int, list] = {}
         for gi, p in enumerate(self.parsed):
-            for (s, ch) in p.graph.transitions:
+            for (_, ch) in p.graph.transitions:
                 by_chn.setdefault(ch, [])
                 if gi not in by_chn[ch]:
                     by_chn[ch].append(gi)
+        return by_chn
+
+    def _dispatch(self):
+        e = self.e
+        by_chn = self._listeners()
         self._check_untriggered()
         # generate each channel's block once; channels whose blocks are identical share one
         # branch (a transition drawn on 16 channels is compiled once, not 16 times)

@@ -62,7 +62,7 @@ class Expansion:
     rings: list = dataclasses.field(default_factory=list)    # (clock, value, cond)
     sets: list = dataclasses.field(default_factory=list)     # (clock, side, value, cond), in order
     records: list = dataclasses.field(default_factory=list)  # always-on records
-    slow: list = dataclasses.field(default_factory=list)     # (VI, instruction, cond) in a gap
+    slow: list = dataclasses.field(default_factory=list)     # (VI, ins, cond, delay) in a gap
     states: dict = dataclasses.field(default_factory=dict)   # VI index -> state after the photon
     olds: set = dataclasses.field(default_factory=set)       # (clock, side) a gap record reads
     gap: int = 0                                   # range of the records it skips
@@ -85,12 +85,7 @@ def plan(gc) -> LanePlan | None:
     if any(ins.name == "EMIT_CODE" for p in gc.parsed for sec in p.sections
            for ins in sec.instructions):
         return None     # embedded code may read or write anything
-    by_chn: dict = {}
-    for gi, p in enumerate(gc.parsed):
-        for (_, ch) in p.graph.transitions:
-            by_chn.setdefault(ch, [])
-            if gi not in by_chn[ch]:
-                by_chn[ch].append(gi)
+    by_chn = gc._listeners()
     unbounded = _unbounded_clocks(gc)
     rank = {f: i for i, f in enumerate(gc._tie_order())}
     file_chans = [c for c in by_chn if c < gc.vmin or not gc.V]
