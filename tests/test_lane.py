@@ -42,7 +42,7 @@ def _recipe(shape: str):
                       "a--4-->a:\n    c.stop()\n    g.record(c)", edges=[("a", "a", "3,4")]),
             vi("self", "CLOCK(d)\nHISTOGRAM(z,(3,1))\na--1-->a:\n    d.stop()\n    d.start()\n"
                        "    z.record(d)", edges=[("a", "a", "1")]),   # both set: always-on
-            vi("self2", "CLOCK(d2)\nHISTOGRAM(z2,(3,1))\na--2-->a:\n    d2.stop()\n"
+            vi("self2", "CLOCK(d2)\nHISTOGRAM(z2,(3,1,'time+1'))\na--2-->a:\n    d2.stop()\n"
                         "    d2.start()\n    z2.record(d2)", edges=[("a", "a", "2")])]
     elif shape == "stateful":    # a VI that tests its state: stops only after a start
         entries = LINES + [
