@@ -186,15 +186,21 @@ def _hh_counts(recs, start, stop, v1, t3):
         chan = (rec >> 25) & 0x3F
         o = sp & np.int64(chan == 63)
         if t3:
-            raw = rec & 0x3FF
-            add += o * (HH_T3_WRAP if v1 else HH_T3_WRAP * (raw + np.int64(raw == 0)))
+            add += o * _hh_t3_wrap(rec & 0x3FF, v1)
         else:
-            tt = rec & 0x1FFFFFF
-            add += o * (HH1_T2_WRAP if v1 else HH2_T2_WRAP * (tt + np.int64(tt == 0)))
+            add += o * _hh_t2_wrap(rec & 0x1FFFFFF, v1)
             syncs += sp & np.int64(chan == 0)
         specials += sp
         overflows += o
     return add, specials, syncs, overflows, specials - overflows - syncs
+
+
+@inline_kernel
+def _scan_done(state, records, events, overflows, add):
+    state[ST_EVENTS] += events
+    state[ST_OVERFLOWS] += overflows
+    state[ST_OVERFLOW] += add
+    state[ST_RECORD] += records
 
 
 @kernel
@@ -203,36 +209,25 @@ def _hh_t2_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     records are only counted, from the records that are not (counts kept in registers)."""
     v1 = ip[IP_VARIANT] == 1
     add, specials, syncs, overflows, others = _hh_counts(recs, start, stop, v1, False)
-    if others == 0:
-        state[ST_EVENTS] += (stop - start) - specials + syncs
-        state[ST_OVERFLOWS] += overflows
-        state[ST_OVERFLOW] += add
-        state[ST_RECORD] += stop - start
-        return stop, 0
-    # markers (or illegal records) update the state in order: the full loop
-    ofl = state[ST_OVERFLOW]
-    specials = np.int64(0)
-    syncs = np.int64(0)
-    overflows = np.int64(0)
-    for i in range(start, stop):
-        rec = recs[i]
-        if rec >= 0x80000000:
-            specials += 1
-            tt = np.int64(rec & 0x1FFFFFF)
-            chan = (rec >> 25) & 0x3F
-            if chan == 63:
-                ofl += _hh_t2_wrap(tt, v1)
-                overflows += 1
-            elif chan == 0:
-                syncs += 1
-            elif chan <= 15:
-                _markers(0, chan, 0, -1, ip, state, out_t, out_c, out_ns, out_dt)
-            else:
-                _bad(state, i - start, np.int64(rec))
-    state[ST_EVENTS] += (stop - start) - specials + syncs
-    state[ST_OVERFLOWS] += overflows
-    state[ST_OVERFLOW] = ofl
-    state[ST_RECORD] += stop - start
+    if others:
+        # markers (or illegal records) update the state in order: the full loop
+        add = specials = syncs = overflows = np.int64(0)
+        for i in range(start, stop):
+            rec = recs[i]
+            if rec >= 0x80000000:
+                specials += 1
+                tt = np.int64(rec & 0x1FFFFFF)
+                chan = (rec >> 25) & 0x3F
+                if chan == 63:
+                    add += _hh_t2_wrap(tt, v1)
+                    overflows += 1
+                elif chan == 0:
+                    syncs += 1
+                elif chan <= 15:
+                    _markers(0, chan, 0, -1, ip, state, out_t, out_c, out_ns, out_dt)
+                else:
+                    _bad(state, i - start, np.int64(rec))
+    _scan_done(state, stop - start, (stop - start) - specials + syncs, overflows, add)
     return stop, 0
 
 
@@ -390,33 +385,26 @@ def _hh_t3_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
     """decode_hh_t3 without output (the state scan of seeks and clips_list): photons are only
     counted, from the records that are not (counts kept in registers)."""
     v1 = ip[IP_VARIANT] == 1
-    add, specials, syncs, overflows, others = _hh_counts(recs, start, stop, v1, True)
-    if others == 0:
-        state[ST_EVENTS] += (stop - start) - specials
-        state[ST_OVERFLOWS] += overflows
-        state[ST_OVERFLOW] += add
-        state[ST_RECORD] += stop - start
-        return stop, 0
-    ofl = state[ST_OVERFLOW]
-    specials = np.int64(0)
-    overflows = np.int64(0)
-    for i in range(start, stop):
-        rec = recs[i]
-        if rec >= 0x80000000:
-            specials += 1
-            raw = np.int64(rec & 0x3FF)
-            chan = (rec >> 25) & 0x3F
-            if chan == 63:
-                ofl += _hh_t3_wrap(raw, v1)
-                overflows += 1
-            elif 1 <= chan <= 15:
-                _markers(0, chan, 0, ofl + raw, ip, state, out_t, out_c, out_ns, out_dt)
-            else:
-                _bad(state, i - start, np.int64(rec))
-    state[ST_EVENTS] += (stop - start) - specials
-    state[ST_OVERFLOWS] += overflows
-    state[ST_OVERFLOW] = ofl
-    state[ST_RECORD] += stop - start
+    add, specials, _, overflows, others = _hh_counts(recs, start, stop, v1, True)
+    if others:
+        # markers (or illegal records) update the state in order: the full loop
+        ofl = state[ST_OVERFLOW]
+        add = specials = overflows = np.int64(0)
+        for i in range(start, stop):
+            rec = recs[i]
+            if rec >= 0x80000000:
+                specials += 1
+                raw = np.int64(rec & 0x3FF)
+                chan = (rec >> 25) & 0x3F
+                if chan == 63:
+                    add += _hh_t3_wrap(raw, v1)
+                    overflows += 1
+                elif 1 <= chan <= 15:
+                    _markers(0, chan, 0, ofl + add + raw, ip, state, out_t, out_c, out_ns,
+                             out_dt)
+                else:
+                    _bad(state, i - start, np.int64(rec))
+    _scan_done(state, stop - start, (stop - start) - specials, overflows, add)
     return stop, 0
 
 
