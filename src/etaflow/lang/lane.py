@@ -57,8 +57,7 @@ class Expansion:
     """What one file channel's event does, as the lane runs it. Every step carries a condition
     on the state of a VI before the photon (``now_4 == 1``) or None."""
     chn: int
-    last_chn: int                                  # channel of the expansion's last event
-    last_off: int = 0                              # and its delay after the photon
+    last_off: int = 0                              # the delay of its last copy (the largest)
     rings: list = dataclasses.field(default_factory=list)    # (clock, value, cond)
     sets: list = dataclasses.field(default_factory=list)     # (clock, side, value, cond), in order
     records: list = dataclasses.field(default_factory=list)  # always-on records
@@ -75,6 +74,7 @@ class LanePlan:
     gap: int                  # a photon closer than this to the last event may record
     ahead: int                # the next record must be this much later (copies inline)
     delay: int                # the largest delay of a copy
+    record_groups: list       # always-on records by operands (_record_groups)
 
 
 def plan(gc) -> LanePlan | None:
@@ -104,7 +104,8 @@ def plan(gc) -> LanePlan | None:
         return None     # nothing to gain
     gap = max((x.gap for x in expansions.values()), default=0)
     delay = max((x.last_off for x in expansions.values()), default=0)
-    return LanePlan(expansions, unsupported, gap, ahead, delay)
+    return LanePlan(expansions, unsupported, gap, ahead, delay,
+                    _record_groups(gc, expansions))
 
 
 def _unbounded_clocks(gc) -> set:
@@ -120,7 +121,7 @@ def _unbounded_clocks(gc) -> set:
 
 
 def _expand(gc, ch, by_chn, unbounded, rank):
-    x = Expansion(ch, ch)
+    x = Expansion(ch)
     values: dict = {}           # (clock, side) -> 't' | 'ls' | 't+d' | 'ls+d' | COND
     vstate: dict = {}           # VI index -> its state, once this photon has moved it
     copies: list = []
@@ -130,7 +131,7 @@ def _expand(gc, ch, by_chn, unbounded, rank):
         raise _Unsupported      # a later copy due earlier waits in its queue (_line_tail)
     for v, d in copies:
         _run_event(gc, v, by_chn, x, values, vstate, unbounded, None, d)
-        x.last_chn, x.last_off = v, d
+        x.last_off = d
     return x, copies
 
 
@@ -290,7 +291,7 @@ def emit(gc, lp: LanePlan):
     for v in sorted({v for v in values if v.startswith("ls")}):
         e(f"{_var(v)} = _rt.last_sync({_var('t' + v[2:])}, SYNCRate_pspr, _e_sync_exact, "
           "_e_exact)")
-    _records(gc, e, X)
+    _records(e, lp.record_groups)
     if lp.gap:
         _slow(gc, e, X, sorted(rings))
     for k, steps in sorted(rings.items()):
@@ -298,7 +299,7 @@ def emit(gc, lp: LanePlan):
         # the head only for a start (no branch on the random channel); an unsigned index
         # spares numba's negative-index test
         tab, head = f"{k}_start_tab", f"{k}_start_head"
-        e(f"{tab}[np.uint64({head})] = {_select(steps, None)}")
+        e(f"{tab}[np.uint64({head})] = {_ring_value(steps)}")
         e(f"_l_m = {_mask([(c, cond) for c, _, cond in steps])}")
         e(f"{head} += _l_m")
         e(f"_l_n_{k} += _l_m")
@@ -329,18 +330,12 @@ def emit(gc, lp: LanePlan):
         e(f"if {_chn_test('_l_c', lp.unsupported)}:")
         e("    break")
     e.dedent()
+    # (AbsTime_ps and chn are not written: the general loop dispatches the record at the head,
+    # always at least the window's last, before anything reads them)
     e("if _e_pos0 - 1 > _l_first:")
     e.indent()
     _tails(e, sorted(rings))
     _write_back(e, {k: sets[k] for k in sorted(lazy)}, src_t, src_c)
-    e(f"AbsTime_ps = {src_t}[_e_pos0 - 2]")
-    e(f"chn = {src_c}[_e_pos0 - 2]")
-    for c, x in X.items():
-        if x.last_chn != c:
-            e(f"if chn == {c}:")
-            e(f"    chn = {x.last_chn}")
-            if x.last_off:
-                e(f"    AbsTime_ps += {x.last_off}")
     if lp.gap:
         e("_e_hw = _l_hw")
     e.dedent()
@@ -424,16 +419,14 @@ def _mask(pairs):
                       for c, cond in pairs)
 
 
-def _select(steps, default):
-    """Branch-free choice among (channel, value, cond) steps, later steps first (a photon's
-    last write wins); ``default`` when none applies, or None when one always does."""
+def _ring_value(steps):
+    """The start a photon writes into a ring, chosen by channel without a branch (mostly one
+    value for every channel: its time)."""
     vals = [_var(v) for _, v, _ in steps]
-    if default is None and len(set(vals)) == 1:
-        return vals[0]
-    out = default if default is not None else vals[0]
-    for (c, _, cond), v in zip(steps if default is not None else steps[1:],
-                               vals if default is not None else vals[1:]):
-        out = f"({v} if {_mask([(c, cond)])} else {out})"
+    out = vals[0]
+    for (c, _, cond), v in zip(steps[1:], vals[1:]):
+        if v != out:
+            out = f"({v} if {_mask([(c, cond)])} else {out})"
     return out
 
 
@@ -466,7 +459,7 @@ def _rows(pairs):
 
 
 def prologue(gc, lp: LanePlan):
-    for (bins, *_), pairs, scratch in _record_groups(gc, lp.expansions):
+    for (bins, *_), pairs, scratch in lp.record_groups:
         if scratch:
             rows = _rows(pairs)
             gc.e(f"{scratch} = np.zeros({(len(rows) + 1) * bins}, np.int64)")
@@ -478,15 +471,15 @@ def prologue(gc, lp: LanePlan):
 
 
 def epilogue(gc, lp: LanePlan):
-    for (bins, *_), pairs, scratch in _record_groups(gc, lp.expansions):
+    for (bins, *_), pairs, scratch in lp.record_groups:
         if scratch:
             for r, h in enumerate(_rows(pairs)):
                 gc.e(f"{h} += {scratch}[{r * bins}:{(r + 1) * bins}]")
 
 
-def _records(gc, e, X):
+def _records(e, record_groups):
     """Histogram records with both clock values from this photon: branch-free."""
-    for (bins, width, mod, start, stop), pairs, scratch in _record_groups(gc, X):
+    for (bins, width, mod, start, stop), pairs, scratch in record_groups:
         d = f"{_var(stop)} - {_var(start)}"
         d = f"({mod.replace('time', f'({d})')})" if mod else f"({d})"
         e(f"_l_i = {d} // {width}")
