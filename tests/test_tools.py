@@ -409,7 +409,7 @@ def test_last_sync_eta_is_the_integer_remainder():
     Python's floor remainder for negative times, times near multiples and times up to 2**62."""
     from etaflow.engine.runtime import last_sync
     rng = np.random.default_rng(11)
-    for p in (1, 3, 7, 12_512, 100_000, 10**9 + 7):
+    for p in (1, 3, 7, 12_512, 100_000, 10**9 + 7, -7):
         ts = [int(x) for x in rng.integers(-10**15, 10**15, 200)] + [2**62, -2**62, 0, -1]
         ts += [m * p + d for m in (0, 1, 5, 10**6, 10**12 // p) for d in (-1, 0, 1)]
         for T in ts:

@@ -116,8 +116,10 @@ def last_sync(T, sync_int, sync_exact, exact):
     """Time of the sync at or before T: ETA's ``T - T % SYNCRate_pspr``; exact mode the nearest
     exact sync time round(k x period) not after T."""
     if not exact or sync_exact <= 0.0:
-        if sync_int == 0:
+        if sync_int <= 0:
             # a source without a sync period (T2, quTAG) has no last sync: ETA divides by zero
+            # (a negative period from a corrupt header keeps Python's remainder, and the loops
+            # below would not end)
             return T - T % sync_int
         # T - T % sync_int (Python's floor remainder) without a 64-bit division per event: a
         # quotient from the hoisted inverse, the remainder then corrected into [0, sync_int)
