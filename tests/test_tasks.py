@@ -78,7 +78,7 @@ def test_nearly_sorted_chunks_are_sorted_stably():
         t = np.cumsum(rng.integers(0, 5, n)).astype(np.int64)
         swap = rng.integers(0, n, max(1, n // 50))
         t[swap] -= rng.integers(0, 40, len(swap))       # steps back, some across blocks
-        c = np.arange(n, dtype=np.int64).astype(np.uint8)
+        c = np.arange(n, dtype=np.int64)      # positions: every stable order is checked
         order = np.argsort(t, kind="stable")
         want_t, want_c = t[order], c[order]
         assert _sort_nearly_sorted(t, c, 4 * n)

@@ -338,6 +338,7 @@ def emit(gc, lp: LanePlan):
     _write_back(e, {k: sets[k] for k in sorted(lazy)}, src_t, src_c)
     if lp.gap:
         e("_e_hw = _l_hw")
+    e("pass")
     e.dedent()
     e("_e_lt0 = _l_t")
     e("_e_lc0 = _l_c")
