@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
+from etaflow.errors import RunError
 from etaflow.eta import ETA
 from etaflow.formats import _pq_encode as E
 from etaflow.formats.picoquant import PtuRecordType, write_ptu
@@ -80,13 +81,18 @@ def _run(rec, path, mode, window, enable, monkeypatch, rfile="f", resume=False):
     assert ("the gap lane" in eta.program_source()) == enable
     if resume:      # one window per eta.run, each resuming the task the previous one left
         gen = eta.clips(path, read_events=window)
-        task = None
-        for _ in range(resume):
-            _, task = eta.run({rfile: gen}, resume_task=task, return_task=True, max_autofeed=1)
+        task, out = None, {}
+        for i in range(resume):
+            part, task = eta.run({rfile: gen}, resume_task=task, return_task=True,
+                                 max_autofeed=1)
+            # every count made so far is in the results (the lane's own arrays are added in)
+            out.update({f"{k} after {i}": np.asarray(v).copy() for k, v in part.items()
+                        if k != rfile})
         r, task = eta.run({rfile: gen}, resume_task=task, return_task=True)
     else:
+        out = {}
         r, task = eta.run({rfile: eta.clips(path, read_events=window)}, return_task=True)
-    out = {k: np.asarray(v).copy() for k, v in r.items() if k != rfile}
+    out.update({k: np.asarray(v).copy() for k, v in r.items() if k != rfile})
     out["state"] = _state(task)
     return out
 
@@ -131,14 +137,34 @@ def test_lane_changes_no_count(tmp_path, monkeypatch, shape, ev, window, mode, o
         assert int(r["n"]) == sum(c == 0 for _, c in ev)
 
 
+@pytest.mark.parametrize("shape", ["corr", "single"])
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ev=events, window=st.integers(1, 9), mode=st.sampled_from(["eta", "exact"]))
-def test_lane_resumes_clip_by_clip(tmp_path, monkeypatch, ev, window, mode):
+def test_lane_resumes_clip_by_clip(tmp_path, monkeypatch, shape, ev, window, mode):
     """The state the lane leaves (ring heads and tails, clock values, the time) is the one a
-    resumed task continues from."""
+    resumed task continues from, and the results after each part hold every count so far."""
     ev = sorted(ev, key=lambda e: e[0])
     path = events_file(tmp_path / "e.qt", ev)
-    _same(_recipe("corr"), path, mode, window, monkeypatch, resume=len(ev) // window)
+    _same(_recipe(shape), path, mode, window, monkeypatch, resume=len(ev) // window)
+
+
+@pytest.mark.parametrize("enable", [False, True])
+def test_lane_counts_survive_an_error(tmp_path, monkeypatch, enable):
+    """A run that stops on an error keeps what it counted: the lane's own arrays are added to
+    the histograms however a run ends. The second window steps back further than the exact
+    mode's look-ahead, after the photons more than the look-ahead (100 ps) before the first
+    window's last (3990 ps) have run: t = 0..3880, channels 1 and 2 in turn."""
+    monkeypatch.setattr(lane, "ENABLE", enable)
+    ev = [(t, 1 + (t // 10) % 2) for t in range(0, 4000, 10)] + [(5, 1)]
+    path = events_file(tmp_path / "e.qt", ev)
+    eta = ETA(_recipe("single"), mode="exact", lookahead_ps=100)
+    assert ("the gap lane" in eta.program_source()) == enable
+    task = eta.create_task()
+    with pytest.raises(RunError, match="out of time order"):
+        eta.run({"f": eta.clips(path, read_events=len(ev) - 1)}, resume_task=task)
+    r = task.results()
+    # each photon records its own stop - start = 0: channel 1 in z's bin 0, 2 in z2's bin 1
+    assert r["z"].tolist() == [195, 0, 0] and r["z2"].tolist() == [0, 194, 0]
 
 
 def test_dense_correlation_against_brute_force(tmp_path, monkeypatch):

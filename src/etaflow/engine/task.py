@@ -147,6 +147,13 @@ class Task:
             raise KeyError(f"Tool '{name}' does not exist.")
         self.S[self.program.scalars[name][0]] = int(value)
 
+    def flush_lane(self) -> None:
+        """Add the gap lane's private counts to their histograms (lane.scratch_tables)."""
+        for hist, scratch, offset, bins in self.program.lane_flush:
+            row = self.tables[scratch][offset:offset + bins]
+            self.tables[hist] += row
+            row[:] = 0
+
     # --- running --------------------------------------------------------------------------------
     def _call(self, entry: bool) -> int:
         args = [self.S, self.VQ, self.VQI, entry, self.sync_exact]
@@ -408,6 +415,14 @@ def run_task(task: Task, sources, max_autofeed: int = 0, stop_with_source: bool 
     Returns the number of interrupts seen (ETA's mainloop return sum). ``should_stop()`` is
     polled between chunks (every 64 k events at most); when it is true, RunStopped is raised and
     the task stays resumable."""
+    try:
+        return _run_task(task, sources, max_autofeed, stop_with_source, should_stop)
+    finally:
+        # however the run ends (an error too), the counts made so far are in the histograms
+        task.flush_lane()
+
+
+def _run_task(task, sources, max_autofeed, stop_with_source, should_stop) -> int:
     if task.timing[0] is None:
         task.timing[0] = time.time()
     exact = task.mode == "exact"

@@ -87,6 +87,8 @@ class GroupProgram:
     line_map: list = dataclasses.field(default_factory=list)   # generated line -> (vi, line)
     sync_uses: list = dataclasses.field(default_factory=list)  # (vi, line, source) of LAST_SYNC..
     vi_sources: dict = dataclasses.field(default_factory=dict)  # vi -> substituted code text
+    # the gap lane's private counts, added to histograms when a run ends (lane.scratch_tables)
+    lane_flush: list = dataclasses.field(default_factory=list)  # (hist, scratch, offset, bins)
 
 
 def _int_literal(text: str):
@@ -387,6 +389,10 @@ class GroupCompiler:
             (ins.name in ("EMIT_CODE", "ASSIGN") and "INTERRUPT" in (ins.code + ins.target))
             for p in self.parsed for sec in p.sections for ins in sec.instructions)
         self.lane = lane.plan(self)
+        self.lane_flush = []
+        if self.lane:
+            scratch, self.lane_flush = lane.scratch_tables(self.lane)
+            self.tables += scratch
         if self.lane and self.lane.gap:
             # the latest event time dispatched so far: no clock value lies beyond it
             self.scalars["_e_hw"] = (self.n_scalars, 0)
@@ -511,8 +517,6 @@ class GroupCompiler:
             e.dedent()
         self._next_record()
         e.dedent()
-        if self.lane:
-            lane.epilogue(self, self.lane)
         # store
         e(f"S[{S_ABSTIME}] = AbsTime_ps")
         e(f"S[{S_FILEID}] = fileid")
@@ -548,7 +552,8 @@ class GroupCompiler:
             vchannels=vch, vchn_offset=self.vmin, n_leaves=self.n,
             sync_from_rfile0=bool(self.R), line_map=list(self.e.where),
             sync_uses=list(self.sync_uses),
-            vi_sources={p.name: p.source for p in self.parsed})
+            vi_sources={p.name: p.source for p in self.parsed},
+            lane_flush=list(self.lane_flush))
 
     def _high_water(self):
         if "_e_hw" in self.scalars:

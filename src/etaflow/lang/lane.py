@@ -434,7 +434,7 @@ def _ring_value(steps):
 def _record_groups(gc, X):
     """Always-on records by operands: [(key, [(channel, cond, hist)], scratch or None)]. A
     group whose histograms are never cleared counts into a private array (``scratch``), one row
-    per histogram and one spare row, added to the histograms when mainloop returns: a photon
+    per histogram and one spare row, added to the histograms when a run ends: a photon
     then increments one real bin, never a dummy bin 0 whose every increment would wait for the
     previous one (a chain through memory that cost ~3 ns a photon)."""
     groups: dict = {}
@@ -459,23 +459,28 @@ def _rows(pairs):
     return hists
 
 
-def prologue(gc, lp: LanePlan):
+def scratch_tables(lp: LanePlan):
+    """The private count arrays as task tables [(name, shape, dtype)], and what run_task adds
+    to the histograms when a run ends [(histogram, scratch, offset, bins)]. They belong to the
+    task, not to one mainloop call: a call covers one window (~64 k records), and zeroing and
+    adding a 50 k-bin row per call cost ~1 ns per record."""
+    tables, flush = [], []
     for (bins, *_), pairs, scratch in lp.record_groups:
         if scratch:
             rows = _rows(pairs)
-            gc.e(f"{scratch} = np.zeros({(len(rows) + 1) * bins}, np.int64)")
-            if all(cond is None for _, cond, _ in pairs):
-                # where a channel's photon counts: one load instead of a test per channel
-                gc.e(f"{scratch}_at = np.full(256, {len(rows) * bins}, np.int64)")
-                for c, _, h in pairs:
-                    gc.e(f"{scratch}_at[{c}] = {rows.index(h) * bins}")
+            tables.append((scratch, ((len(rows) + 1) * bins,), "int64"))
+            flush += [(h, scratch, r * bins, bins) for r, h in enumerate(rows)]
+    return tables, flush
 
 
-def epilogue(gc, lp: LanePlan):
+def prologue(gc, lp: LanePlan):
     for (bins, *_), pairs, scratch in lp.record_groups:
-        if scratch:
-            for r, h in enumerate(_rows(pairs)):
-                gc.e(f"{h} += {scratch}[{r * bins}:{(r + 1) * bins}]")
+        if scratch and all(cond is None for _, cond, _ in pairs):
+            # where a channel's photon counts: one load instead of a test per channel
+            rows = _rows(pairs)
+            gc.e(f"{scratch}_at = np.full(256, {len(rows) * bins}, np.int64)")
+            for c, _, h in pairs:
+                gc.e(f"{scratch}_at[{c}] = {rows.index(h) * bins}")
 
 
 def _records(e, record_groups):
@@ -487,14 +492,16 @@ def _records(e, record_groups):
         if scratch:
             rows = _rows(pairs)
             if all(cond is None for _, cond, _ in pairs):
-                at = f"{scratch}_at[_l_c]"
+                at = f"{scratch}_at[np.uint64(_l_c)]"
             else:
                 at = str(len(rows) * bins)
                 for c, cond, h in reversed(pairs):
                     at = f"({rows.index(h) * bins} if {_mask([(c, cond)])} else {at})"
             e(f"_l_ok = (_l_i >= 0) & (_l_i < {bins})")
-            e(f"{scratch}[{at} + (_l_i if _l_ok else 0)] += _l_ok")
+            # unsigned indices (never negative here): numba's negative-index fix-up per access
+            # cost ~0.5 ns a photon
+            e(f"{scratch}[np.uint64({at} + (_l_i if _l_ok else 0))] += _l_ok")
             continue
         for c, cond, h in pairs:
             e(f"_l_ok = ({_mask([(c, cond)])}) & (_l_i >= 0) & (_l_i < {bins})")
-            e(f"{h}[_l_i if _l_ok else 0] += _l_ok")
+            e(f"{h}[np.uint64(_l_i if _l_ok else 0)] += _l_ok")
