@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
 import types
 
@@ -509,7 +510,10 @@ def split_file(filename, modify_clip=None, cuts=1, format=-1, wait_timeout=0, re
 def clips_list(filename, read_events=1024 * 1024, format=-1, threads=None):
     """``threads`` generators that together cover every record of the file exactly once, in
     contiguous runs of windows (for parallel tasks). Each starts with the exact decoder state of
-    its first record, found in one scan of the file, so absolute times are right in every task."""
+    its first record, so absolute times are right in every task. Those states come from one scan
+    of the file in order, made on demand: a part's generator scans from the previous part's
+    start when it is first asked for a window (in the thread that runs the part), so the scan
+    overlaps the first parts' work instead of delaying every part."""
     filename = os.fspath(filename)
     threads = int(threads or (os.cpu_count() or 1) * 2)
     head = Clip()
@@ -519,19 +523,45 @@ def clips_list(filename, read_events=1024 * 1024, format=-1, threads=None):
     windows = math.ceil(n / read_events) if n else 0
     per = math.ceil(windows / threads) if windows else 0
     starts = [min(t * per * read_events, n) for t in range(threads)]
-    state = head.start_state()
+    states = _StartStates(head, starts)
     gens = []
     for t in range(threads):
         c = head.copy()
         c.buffer = None
         c.batch_actualread_length = 0
-        _advance_file(head.info, state, filename, int(state[B.ST_RECORD]), starts[t])
         c.fseekpoint = head.headeroffset + starts[t] * head.BytesofRecords
-        c.state = state.copy()
         c._end_state = None
         count = max(0, min(per, windows - t * per))
-        gens.append(_windows(filename, c, read_events, -1, format, 0, True, None, count, False))
+        gens.append(_part(states, t, c, read_events, format, count))
     return gens
+
+
+class _StartStates:
+    """The decoder states at the first records of clips_list's parts, found by one scan of the
+    file in order, as far as the furthest part asked for so far (parts may ask from any
+    thread)."""
+
+    def __init__(self, head: Clip, starts: list):
+        self._head, self._starts = head, starts
+        self._states = [head.start_state()]
+        self._lock = threading.Lock()
+
+    def get(self, part: int) -> np.ndarray:
+        with self._lock:
+            while len(self._states) <= part:
+                state = self._states[-1].copy()
+                at = int(state[B.ST_RECORD])
+                _advance_file(self._head.info, state, self._head.filename, at,
+                              self._starts[len(self._states)])
+                self._states.append(state)
+            return self._states[part].copy()
+
+
+def _part(states: _StartStates, part: int, clip: Clip, read_events, format, count):
+    if count <= 0:
+        return
+    clip.state = states.get(part)
+    yield from _windows(clip.filename, clip, read_events, -1, format, 0, True, None, count, False)
 
 
 def clip_buffer(data, format: int = -1, *, header: bool = True, filename: str = "<buffer>"):
