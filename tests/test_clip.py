@@ -124,6 +124,26 @@ def test_clips_list_covers_the_file_exactly_once(tmp_path, read_events, threads)
     np.testing.assert_array_equal(np.concatenate([p[2] for p in parts]), ticks)  # exact absolute times
 
 
+@pytest.mark.parametrize("how", ["reversed", "threads"])
+def test_clips_list_parts_in_any_order(tmp_path, how):
+    """The parts' start states are scanned on demand: parts taken last first, or all at once
+    from threads, still start from the exact state of their first record."""
+    import concurrent.futures
+    path, ticks, _, recs = _file(tmp_path)
+    gens = ef.clips_list(path, read_events=37, threads=5)
+
+    def times(g):
+        return [(c.first_record(), c.events()[0]) for c in g]
+    if how == "reversed":
+        parts = [times(g) for g in reversed(gens)][::-1]
+    else:
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            parts = list(pool.map(times, reversed(gens)))[::-1]
+    windows = [w for part in parts for w in part]
+    assert [w[0] for w in windows] == list(range(0, len(recs), 37))
+    np.testing.assert_array_equal(np.concatenate([w[1] for w in windows]), ticks)
+
+
 def test_hand_built_clip_for_headerless_records(tmp_path):
     """Correlation-hydraharp-headerless.eta: records without a header, resolutions by hand."""
     _, ticks, chans, recs = _file(tmp_path)
