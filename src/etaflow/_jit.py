@@ -14,6 +14,8 @@ def kernel(func):
 
 
 def inline_kernel(func):
-    """A small helper kernel inlined into its numba callers (numba IR inlining): the engine's
-    per-event helpers cost a call each otherwise."""
+    """A small helper kernel inlined into its numba callers (numba IR inlining), for the
+    decoders' record loops. Not for helpers of generated programs: IR inlining retypes the
+    helper at every call site, which doubled a recipe's first compile, while LLVM inlines a
+    plain kernel into the hot loop anyway."""
     return numba.njit(inline="always", **JIT_OPTIONS)(func)

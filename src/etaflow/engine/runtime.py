@@ -1,5 +1,6 @@
 """numba helpers called by generated VI programs: virtual-channel queues, clock rings and the
-sync grid.
+sync grid. Plain kernels, not inline_kernel: LLVM inlines them where they are hot, and a recipe's
+first compile takes half the time (1.7 s instead of 3.5-4.2 s for the Lifetime recipe).
 
 Contracts (spec section 4):
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import inline_kernel, kernel
+from .._jit import kernel
 
 INF = np.int64(9223372036854775807)
 
@@ -82,7 +83,7 @@ def vput(VQ, VQI, v, leaf, t, exact):
     return leaf, vq_push(VQ, VQI, v, t, exact)
 
 
-@inline_kernel
+@kernel
 def vq_pop(VQ, VQI, v):
     count = VQI[v, 3]
     if count == 0:
@@ -96,7 +97,7 @@ def vq_pop(VQ, VQI, v):
 
 # --- clocks -------------------------------------------------------------------------------------
 
-@inline_kernel
+@kernel
 def ring_append(tab, head, tail, value):
     """Returns the new (head, tail)."""
     size = tab.shape[0]
@@ -111,7 +112,7 @@ def ring_append(tab, head, tail, value):
     return head, tail
 
 
-@inline_kernel
+@kernel
 def last_sync(T, sync_int, sync_exact, exact):
     """Time of the sync at or before T: ETA's ``T - T % SYNCRate_pspr``; exact mode the nearest
     exact sync time round(k x period) not after T."""
