@@ -39,6 +39,23 @@ def test_ring_record_all(tmp_path, n, mode):
     assert np.nonzero(h)[0].tolist() == expected
 
 
+@pytest.mark.parametrize("mode,expected", [("eta", [20]), ("exact", [15, 20])])
+def test_record_all_break_in_eta_ends_one_loop(tmp_path, mode, expected):
+    """ETA walks a wrapped ring in two loops (head-1 .. 1, then N-1 .. tail); a start beyond the
+    histogram ends only the loop it is in (spec 3.7, record_all, verified). Starts in file order
+    10, 20, 30, 80, 85, 0 leave ETA's ring [85 | 0 | 30 | 80] with head 2, tail 3: the first loop
+    meets 0 (100 ps before the stop, beyond 50 bins) and stops, the second still counts 80;
+    85 in slot 0 is skipped. Exact mode sorts the file and visits its 4 newest starts, 85, 80,
+    30 (the break), 20."""
+    rec = recipe(rfile_vi(), vi("corr", "CLOCK(c,4,1)\nHISTOGRAM(h,(50,1))\n"
+                                "a--1-->a:\n    c.start()\na--2-->a:\n    c.stop()\n"
+                                "    h.record_all(c)", edges=[("a", "a", "1,2")]))
+    starts = [10, 20, 30, 80, 85, 0]
+    path = events_file(tmp_path / "e.qt", [(t, 1) for t in starts] + [(100, 2)])
+    h = run(rec, path, mode)["h"]
+    assert np.nonzero(h)[0].tolist() == expected and h.sum() == len(expected)
+
+
 # A2: single-clock binning with modifiers ----------------------------------------------------
 @pytest.mark.parametrize("modifier,expected", [(None, {0: 1, 1: 1}), ('"time-1"', {0: 2}),
                                                ('"time+64"', {4: 1, 5: 1, 0: 0})])

@@ -168,3 +168,40 @@ def fill_syncs(tab, T, sync_int, sync_exact, exact):
             v -= sync_int
         tab[tail] = v
     return head, tail
+
+
+@kernel
+def _record_span(hist, tab, hi, lo, ref, width, starts):
+    """record_all over ring slots hi, hi-1, ..., lo; True when it stopped at a value beyond the
+    histogram (the older ones lie further out)."""
+    bins = hist.shape[0]
+    for k in range(hi, lo - 1, -1):
+        if starts:      # a stop against its starts, newest first
+            idx = (ref - tab[k]) // width
+            if idx >= bins:
+                return True
+            if idx >= 0:
+                hist[idx] += 1
+        else:           # a start against its stops
+            idx = (tab[k] - ref) // width
+            if idx < 0:
+                return True
+            if idx < bins:
+                hist[idx] += 1
+    return False
+
+
+@kernel
+def record_all(hist, tab, head, tail, ref, width, starts, exact):
+    """``h.record_all(c)`` (1-D, no time modifier): ``ref`` (the stop, or the start) against
+    every value the ring ``tab`` holds, newest first. Exact mode visits every value, across the
+    wrap; ETA skips slot 0 of a wrapped ring, and a value beyond the histogram ends only the
+    part of the ring before or after the wrap (two loops in ETA's code)."""
+    if tail <= head:
+        _record_span(hist, tab, head - 1, tail, ref, width, starts)
+    elif exact:
+        if not _record_span(hist, tab, head - 1, 0, ref, width, starts):
+            _record_span(hist, tab, tab.shape[0] - 1, tail, ref, width, starts)
+    else:
+        _record_span(hist, tab, head - 1, 1, ref, width, starts)
+        _record_span(hist, tab, tab.shape[0] - 1, tail, ref, width, starts)

@@ -1073,6 +1073,12 @@ class GroupCompiler:
                            p.name, ins)
         side = "start" if multi_start else "stop"
         tab, head, tail = f"{c}_{side}_tab", f"{c}_{side}_head", f"{c}_{side}_tail"
+        if not mod and not prefix:
+            # one call: the loops written out at every record_all made programs slow to compile
+            ref = f"{c}_stop_rec" if multi_start else f"{c}_start_rec"
+            e(f"_rt.record_all({sym.name}, {tab}, {head}, {tail}, {ref}, {width}, "
+              f"{multi_start}, _e_exact)")
+            return
         h = f"{sym.name}[{prefix + ', ' if prefix else ''}_e_idx]"
         if multi_start:
             d = f"{c}_stop_rec - {tab}[_e_k]"
