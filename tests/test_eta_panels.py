@@ -57,14 +57,18 @@ FAILS = {
                                    "written for Bokeh 2 (Tabs was removed in Bokeh 3)"),
     ("Two-Time_Correlation.eta", "bokeh"): ("COINCIDENCE flag_name '4' must be a name",
                                             "the recipe's VI does not compile (ETA neither)"),
+    ("Oscilloscope_QuTAG.eta", "save_txt"): ("No such file or directory: '.*results",
+                                             "it writes into a 'results' folder beside the file "
+                                             "and does not create it"),
 }
+# Dash apps, served (test_eta_dash_panel_is_served_until_shutdown)
+DASH = {(r, p): kind for r in ("Correlation.eta", "tests-Correlation.eta")
+        for p, kind in (("plotly (HH400)", "t2"), ("plotly (quTAG)", "qutag"))}
 # panels not run here, by name fragment, with the reason
 NOT_HERE = {
     "start_recording": "drives a device through a vendor DLL (Windows lab PC)",
     "HeaderGenerator": "downloads a LabVIEW tool from the web",
     "realtime": "interactive loops over a growing file (covered by the Realtime recipe tests)",
-    "plotly": "a Dash app (dash is not installed here; eta.display serves Dash where it is)",
-    "save_txt": "a Dash app (Oscilloscope_QuTAG), see plotly",
     "txt 2 g2 analysis": "its pandas code fails on pandas >= 2 (float index slicing by int)",
     "pyplot": "forces matplotlib's TkAgg backend, which needs a display",
 }
@@ -75,7 +79,7 @@ NEEDS_OTHER_INPUT = {
     ("Simulation.eta", "create txt"): "no file; simulates 300 000 syncs (minutes)",
     ("Correlation-hydraharp-headerless.eta", "display"): "a headerless record file",
     ("tests-CheckDelayLineRecipe.eta", "Run test"): "its VI uses chn[0] (does not compile)",
-    ("Two-Time_Correlation.eta", "plotly"): "a Dash app",
+    ("Two-Time_Correlation.eta", "plotly"): "its VI does not compile",
     ("Two-Time_Correlation.eta", "txt and graph saver"): "its VI does not compile",
 }
 
@@ -128,6 +132,84 @@ def test_broken_eta_panels_fail_for_their_own_reason(recipe, panel, data, tmp_pa
             shared_file("eta-reference/recipes/" + recipe), panel, params={"file": str(f)})
 
 
+@pytest.mark.parametrize("recipe,panel", sorted(DASH), ids=[f"{r}:{p}" for r, p in sorted(DASH)])
+def test_eta_dash_panel_is_served_until_shutdown(recipe, panel, data, tmp_path, monkeypatch):
+    """ETA's plotly panels build a Dash app and eta.display it: it is served on ETA_DASHPORT
+    with the histogram the panel computed, a second panel is refused while it is served (as in
+    ETA), and its /shutdown page stops the server and sets the event eta.display returned."""
+    import json
+    import socket
+    import urllib.request
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("ETA_IP", "127.0.0.1")
+    monkeypatch.setenv("ETA_DASHPORT", str(port))
+    f = _copy(data[DASH[(recipe, panel)]], tmp_path)
+    msgs = []
+    b = Backend(msgs.append, output_dir=str(tmp_path / "out"), serve_displays=True)
+    path = shared_file("eta-reference/recipes/" + recipe)
+    params = {"file": str(f), "HH400_mode": "HHT2"}     # the recipes' default is HHT3
+    g = b.run_panel(path, panel, params=params)
+    url = f"http://127.0.0.1:{port}"
+    assert {"op": "dash", "url-dash": url, "url-shutdown": url + "/shutdown"} in msgs
+    assert b.serving() == [url]
+    with urllib.request.urlopen(url, timeout=30) as r:
+        assert b"<!DOCTYPE html>" in r.read()
+    with urllib.request.urlopen(url + "/_dash-layout", timeout=30) as r:
+        figure = json.loads(r.read())["props"]["children"][0]["props"]["figure"]
+    served = figure["data"][0]["y"]
+    assert served == g["fullhist"].tolist() and sum(served) > 1000
+
+    msgs.clear()
+    assert b.run_panel(path, panel, params=params) == {}
+    assert any("still serving the results" in m.get("msg", "") for m in msgs if m["op"] == "err")
+
+    with urllib.request.urlopen(url + "/shutdown", timeout=30) as r:
+        assert r.status == 200
+    assert b.serving() == []
+    for _ in range(100):       # the server stops in its own thread
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+        except OSError:        # refused (or reset while it closed)
+            break
+        __import__("time").sleep(0.05)
+    else:
+        raise AssertionError("the Dash server still answers after /shutdown")
+
+
+def test_etaflow_run_serve_waits_for_the_dash_shutdown(data, tmp_path):
+    """``etaflow run --serve`` keeps a Dash display up until its /shutdown page is opened, then
+    exits 0."""
+    import os
+    import socket
+    import urllib.request
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    f = _copy(data["qutag"], tmp_path)
+    env = dict(os.environ, ETA_IP="127.0.0.1", ETA_DASHPORT=str(port), PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen([sys.executable, "-m", "etaflow", "run",
+                             str(shared_file("eta-reference/recipes/Correlation.eta")),
+                             "--panel", "plotly (quTAG)", "--set", f"file={f}", "--serve",
+                             "--output", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("serving"):
+                break
+        assert url + "\n" in lines, (lines, proc.stderr.read() if proc.poll() else "")
+        assert proc.poll() is None          # still serving
+        with urllib.request.urlopen(url + "/shutdown", timeout=30) as r:
+            assert r.status == 200
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
 def test_etaflow_run_cli_on_an_eta_panel(data, tmp_path):
     f = _copy(data["t2"], tmp_path)
     out = subprocess.run([sys.executable, "-m", "etaflow", "run",
@@ -157,7 +239,7 @@ def test_every_eta_panel_is_accounted_for():
             continue
         for p in r.panels():
             key = (name, p.name)
-            ok = key in RUNS or key in FAILS or key in NEEDS_OTHER_INPUT or \
+            ok = key in RUNS or key in FAILS or key in NEEDS_OTHER_INPUT or key in DASH or \
                 any(frag in p.name for frag in NOT_HERE)
             seen.append((key, ok))
     missing = [k for k, ok in seen if not ok]

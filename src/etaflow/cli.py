@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 
 from . import __version__
 from .errors import EtaflowError
@@ -104,10 +103,11 @@ def _cmd_run(args) -> int:
     finally:
         if progress:
             progress.close()
-    if args.serve and backend.displays:
-        print("serving the displays above; Ctrl-C to stop", flush=True)
+    if args.serve and backend.serving():
+        print("serving the displays above until their /shutdown page is opened; Ctrl-C to "
+              "stop", flush=True)
         try:
-            threading.Event().wait()
+            backend.wait_displays()
         except KeyboardInterrupt:
             pass
     return 0

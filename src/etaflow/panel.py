@@ -18,8 +18,10 @@ import builtins
 import importlib
 import logging
 import os
+import socketserver
 import tempfile
 import threading
+import wsgiref.simple_server
 
 from .errors import EtaflowError
 from .eta import ETA
@@ -100,9 +102,10 @@ class PanelETA(ETA):
 class Backend:
     """Runs Script Panels headless; every message goes to ``on_message(dict)``.
 
-    ``output_dir`` receives what ``eta.display`` can render without a browser (Bokeh documents
-    and figures as HTML, matplotlib figures as PNG, plotly figures as HTML); servable apps
-    (Dash, Bokeh applications) are served on ``ETA_IP:ETA_DASHPORT`` when ``serve_displays``.
+    ``output_dir`` receives what ``eta.display`` can render without a browser (Bokeh documents,
+    applications and figures as HTML, matplotlib figures as PNG, plotly figures as HTML); Dash
+    apps are served on ``ETA_IP:ETA_DASHPORT`` when ``serve_displays``, until their
+    ``/shutdown`` page is opened (ETA's contract; until then other panels are refused).
     """
 
     def __init__(self, on_message=None, mode: str = "exact", output_dir: str | None = None,
@@ -113,7 +116,8 @@ class Backend:
         self.kernel.output_dir = output_dir     # where panels may save files (None: their choice)
         self.serve_displays = serve_displays
         self.displays: list = []          # what display() produced: paths or URLs
-        self._servers: list = []
+        self._servers: list = []         # the WSGI servers of Dash displays
+        self._live: list = []            # (url, done) of served displays
         for name in ("running", "paused", "finished"):
             self.kernel.add_callback(name, lambda n=name: self._emit({"op": n}))
         self._lock = threading.Lock()
@@ -132,7 +136,17 @@ class Backend:
 
     def run_panel(self, recipe, panel: str, group: str | None = None, params: dict | None = None,
                   stop: threading.Event | None = None) -> dict:
-        """Run one Script Panel (by name or id); returns its final globals."""
+        """Run one Script Panel (by name or id); returns its final globals ({} when it is not
+        run because an earlier panel's display is still served, as ETA refuses then)."""
+        live = next(((url, done) for url, done in self._live if not done.is_set()), None)
+        if live is not None:
+            # as ETA: one served result at a time; its page's /shutdown frees the backend
+            self._emit({"op": "log", "msg": f"ETA.display: Script Panel is serving at {live[0]}."})
+            self._emit({"op": "err", "msg": "The current script is not executed, because a "
+                                            "previously executed script is still serving the "
+                                            "results."})
+            self._emit({"op": "dash", "url-dash": live[0], "url-shutdown": live[0] + "/shutdown"})
+            return {}
         rec = self.load(recipe)
         entry = next((e for e in rec.entries if e.kind == "dpp" and panel in (e.name, e.id)),
                      None)
@@ -206,6 +220,7 @@ class Backend:
                 done.set()
                 return done
             self.displays.append(path)
+            self._live.append((path, done))
             self._emit({"op": "dash", "url-dash": path, "url-shutdown": path + "/shutdown"})
             return done
         else:
@@ -219,13 +234,60 @@ class Backend:
         done.set()
         return done
 
+    def serving(self) -> list:
+        """URLs of the displays still served (their ``/shutdown`` not yet requested)."""
+        return [url for url, done in self._live if not done.is_set()]
+
+    def wait_displays(self) -> None:
+        """Block until every served display is shut down."""
+        for _, done in list(self._live):
+            done.wait()
+
     def _serve_dash(self, app, done):
+        """Serve a Dash app (its Flask server; any WSGI application) on ETA_IP:ETA_DASHPORT in
+        daemon threads, with ETA's ``/shutdown`` route: it stops the server and sets ``done``,
+        which ends a realtime panel's loop."""
         host = os.environ.get("ETA_IP", "127.0.0.1")
         port = int(os.environ.get("ETA_DASHPORT", "5679"))
-        th = threading.Thread(target=lambda: app.run(host=host, port=port, debug=False),
-                              daemon=True)
-        th.start()
-        return f"http://{host}:{port}"
+        try:
+            server = serve_wsgi(getattr(app, "server", app), host, port, done)
+        except OSError as exc:
+            raise EtaflowError(f"ETA.display: cannot serve the Dash app on {host}:{port} "
+                               f"({exc}); set ETA_DASHPORT to a free port") from exc
+        self._servers.append(server)
+        return f"http://{host}:{server.server_port}"
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, format, *args):     # requests go to the debug log, not stderr
+        logging.getLogger("etaflow.display").debug(format, *args)
+
+
+def serve_wsgi(wsgi, host: str, port: int, done: threading.Event):
+    """Serve ``wsgi`` on host:port (0: any free port) until a request to ``/shutdown``, which
+    replies, sets ``done`` and stops the server. Returns the server (``server_port``)."""
+    def app(environ, start_response):
+        if environ.get("PATH_INFO", "").rstrip("/") == "/shutdown":
+            done.set()
+            threading.Thread(target=_stop, args=(server,), daemon=True).start()
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"The display is shut down.\n"]
+        return wsgi(environ, start_response)
+
+    server = wsgiref.simple_server.make_server(host, port, app, _ThreadingWSGIServer,
+                                               _QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="etaflow-display").start()
+    return server
+
+
+def _stop(server) -> None:
+    server.shutdown()          # waits for serve_forever to return (another thread)
+    server.server_close()
 
 
 def type_name(obj) -> str:
