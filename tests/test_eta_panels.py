@@ -139,6 +139,7 @@ def test_eta_dash_panel_is_served_until_shutdown(recipe, panel, data, tmp_path, 
     ETA), and its /shutdown page stops the server and sets the event eta.display returned."""
     import json
     import socket
+    import time
     import urllib.request
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -167,13 +168,17 @@ def test_eta_dash_panel_is_served_until_shutdown(recipe, panel, data, tmp_path, 
 
     with urllib.request.urlopen(url + "/shutdown", timeout=30) as r:
         assert r.status == 200
+    for _ in range(100):       # once the reply is sent
+        if not b.serving():
+            break
+        time.sleep(0.05)
     assert b.serving() == []
     for _ in range(100):       # the server stops in its own thread
         try:
             urllib.request.urlopen(url, timeout=1).close()
         except OSError:        # refused (or reset while it closed)
             break
-        __import__("time").sleep(0.05)
+        time.sleep(0.05)
     else:
         raise AssertionError("the Dash server still answers after /shutdown")
 

@@ -273,16 +273,29 @@ def serve_wsgi(wsgi, host: str, port: int, done: threading.Event):
     replies, sets ``done`` and stops the server. Returns the server (``server_port``)."""
     def app(environ, start_response):
         if environ.get("PATH_INFO", "").rstrip("/") == "/shutdown":
-            done.set()
-            threading.Thread(target=_stop, args=(server,), daemon=True).start()
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"The display is shut down.\n"]
+            return _ThenStop(b"The display is shut down.\n", server, done)
         return wsgi(environ, start_response)
 
     server = wsgiref.simple_server.make_server(host, port, app, _ThreadingWSGIServer,
                                                _QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True, name="etaflow-display").start()
     return server
+
+
+class _ThenStop:
+    """A response body that, once sent (the server calls close()), sets ``done`` and stops the
+    server: a process waiting on ``done`` may exit at once without cutting the reply short."""
+
+    def __init__(self, body: bytes, server, done: threading.Event):
+        self.body, self.server, self.done = body, server, done
+
+    def __iter__(self):
+        yield self.body
+
+    def close(self):
+        self.done.set()
+        threading.Thread(target=_stop, args=(self.server,), daemon=True).start()
 
 
 def _stop(server) -> None:
