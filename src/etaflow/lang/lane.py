@@ -15,9 +15,12 @@ leaves exactly the state the general loop would:
   photon leaves it in one state whatever it was in (its actions are then masked by the state
   before);
 * supported actions: clock start and stop (no argument or LAST_SYNC), and ``record`` /
-  ``record_all`` into a 1-D histogram. Clock values are blended in by a mask on the channel,
-  starts are written into the free slot at a ring's head (which moves by the mask), a record
-  whose both clock values come from the photon is counted branch-free;
+  ``record_all`` into a 1-D histogram. Starts are written into the free slot at a ring's head
+  (which moves by a mask on the channel), a record whose both clock values come from the
+  photon is counted branch-free;
+* clock values and VI states are not written per photon: where the slow branch (below) or the
+  end of the lane needs them, each is found again by walking back to the last photon that set
+  it (_materialize). Only a VI state that a ring or record tests is blended in per photon;
 * a record from starts of earlier events cannot count when the previous event lies at least the
   histogram's range back (the *gap*): only photons closer than that take a (rare, predictable)
   branch that makes those records as the general loop does;
@@ -266,10 +269,15 @@ def emit(gc, lp: LanePlan):
             sets.setdefault((clock, side), []).append((c, value, cond))
         for gi, s in x.states.items():
             states.setdefault(gi, []).append((c, s))
+    lazy = _lazy(X, sets, states)
     e("# the gap lane (lane.py): the file's photons without the merge")
     e(f"if {' and '.join(entry)}:")
     e.indent()
     e("_l_first = _e_pos0 - 1")
+    e("_l_lo = _l_first      # lazy values hold what they were before this photon")
+    for gi in sorted(lazy.snaps):
+        e(f"_l_snap{gi} = now_{gi}")
+        e(f"_l_snapf{gi} = now_{gi}")
     e("_l_t = _e_lt0")
     e("_l_c = _e_lc0")
     if lp.gap:
@@ -293,7 +301,7 @@ def emit(gc, lp: LanePlan):
           "_e_exact)")
     _records(e, lp.record_groups)
     if lp.gap:
-        _slow(gc, e, X, sorted(rings))
+        _slow(gc, e, X, sorted(rings), lazy, src_t, src_c)
     for k, steps in sorted(rings.items()):
         # the slot at a ring's head is always free: write it whatever the channel, and move
         # the head only for a start (no branch on the random channel); an unsigned index
@@ -305,18 +313,18 @@ def emit(gc, lp: LanePlan):
         e(f"_l_n_{k} += _l_m")
         e(f"if {head} == {tab}.shape[0]:")
         e(f"    {head} = 0")
-    # clock values a gap record reads, or set under a state test, and VI states: a masked
-    # bitwise blend per step (numba turns a conditional expression into a branch on the random
-    # channel often enough to cost ~0.4 ns each); the other clock values are found again when
-    # the lane stops (_write_back)
-    olds = set().union(*(x.olds for x in X.values()))
-    lazy = {k for k, steps in sets.items() if k not in olds and all(not cd for *_, cd in steps)}
+    # clock values and VI states the photon loop itself reads: a masked bitwise blend per step
+    # (numba turns a conditional expression into a branch on the random channel often enough
+    # to cost ~0.4 ns each); the others are found again, walking back, when the slow branch or
+    # the end of the lane needs them (_materialize)
     for (clock, side), steps in sorted(sets.items()):
-        if (clock, side) in lazy:
+        if (clock, side) in lazy.sets:
             continue
         for c, v, cond in steps:
             _blend(e, f"{clock}_{side}_rec", _var(v), [(c, cond)])
     for gi, moves in sorted(states.items()):
+        if gi in lazy.states:
+            continue
         for c, st in moves:
             _blend(e, f"now_{gi}", str(st), [(c, None)])
     if lp.gap:
@@ -335,7 +343,8 @@ def emit(gc, lp: LanePlan):
     e("if _e_pos0 - 1 > _l_first:")
     e.indent()
     _tails(e, sorted(rings))
-    _write_back(e, {k: sets[k] for k in sorted(lazy)}, src_t, src_c)
+    _materialize(e, lazy, True, src_t, src_c)
+    _materialize(e, lazy, False, src_t, src_c)
     if lp.gap:
         e("_e_hw = _l_hw")
     e("pass")
@@ -345,21 +354,136 @@ def emit(gc, lp: LanePlan):
     e.dedent()
 
 
-def _write_back(e, lazy, src_t, src_c):
-    """Clock values nothing in the lane reads: the last photon that set each is found again,
-    walking back from the lane's last photon (each channel's last step is its final value)."""
-    for (clock, side), steps in lazy.items():
-        final = {c: v for c, v, _ in steps}
+@dataclasses.dataclass
+class _Lazy:
+    sets: dict        # (clock, side) -> [(channel, value, cond)]: found again by walking back
+    states: dict      # VI index -> [(channel, state after)]: found again by walking back
+    moves: dict       # VI index -> {channel: state after} (every stateful VI in the lane)
+    snaps: set        # blended VIs whose earlier state a walk needs (_l_snap<gi>, _l_snapf<gi>)
+    slow: set         # lazy keys and VI indices the slow branch uses: brought up to date there
+
+
+def _cond_vi(cond):
+    """The VI a step's state test reads (``now_4 == 1`` -> 4), or None."""
+    return None if cond is None else int(cond.split()[0][len("now_"):])
+
+
+def _lazy(X, sets, states) -> _Lazy:
+    """Which clock values and VI states the lane leaves unwritten per photon. A value stays
+    blended where the photon loop reads it (a ring or record under a state test reads that
+    VI's state), or where a walk back could not settle it in one pass: steps tested on two
+    VIs, or a setting channel that does not move the VI its test reads."""
+    moves = {gi: dict(m) for gi, m in states.items()}
+    read = {_cond_vi(cd) for x in X.values() for *_, cd in x.rings} | \
+        {_cond_vi(r.cond) for x in X.values() for r in x.records}
+    lazy_sets = {}
+    for key, steps in sets.items():
+        vis = {_cond_vi(cd) for *_, cd in steps} - {None}
+        if not vis or (len(vis) == 1 and all(c in moves[next(iter(vis))] for c, *_ in steps)):
+            lazy_sets[key] = steps
+        else:
+            read |= vis
+    lazy_states = {gi: m for gi, m in states.items() if gi not in read}
+    snaps = {_cond_vi(cd) for steps in lazy_sets.values() for *_, cd in steps} - {None}
+    # what the slow branch reads from before the photon: the starts its records read, the VIs
+    # it tests (what it writes, it writes as the walks would find it)
+    slow = set().union(*(x.olds | {_cond_vi(cd) for *_, cd, _ in x.slow}
+                         for x in X.values() if x.gap))
+    # a value and the lazy state its walk reads are brought up to date together
+    changed = True
+    while changed:
+        changed = False
+        for key, steps in lazy_sets.items():
+            for gi in {_cond_vi(cd) for *_, cd in steps} - {None}:
+                if gi in lazy_states and ((key in slow) != (gi in slow)):
+                    slow |= {key, gi}
+                    changed = True
+    slow = {k for k in slow if k in lazy_sets or k in lazy_states}
+    return _Lazy(lazy_sets, lazy_states, moves, snaps - set(lazy_states), slow)
+
+
+def _materialize(e, lazy: _Lazy, at_slow: bool, src_t, src_c):
+    """Bring lazy values up to the photon before the current one: each walks back to the last
+    photon that set it, down to _l_lo (``at_slow``: what the slow branch uses, which it keeps
+    up to date from there) or _l_first (the rest, only when the lane stops). Values first, as
+    their walks read the lazy states' old values."""
+    lo = "_l_lo" if at_slow else "_l_first"
+    for key, steps in sorted(lazy.sets.items()):
+        if (key in lazy.slow) == at_slow:
+            _walk_value(e, f"{key[0]}_{key[1]}_rec", steps, lazy, lo, src_t, src_c)
+    for gi, m in sorted(lazy.states.items()):
+        if (gi in lazy.slow) != at_slow:
+            continue
         e("_l_j = _e_pos0 - 2")
-        e("while _l_j >= _l_first:")
+        e(f"while _l_j >= {lo}:")
         e.indent()
         e(f"_l_cc = {src_c}[_l_j]")
-        for i, (c, v) in enumerate(final.items()):
+        for i, (c, st) in enumerate(m):
             e(f"{'if' if i == 0 else 'elif'} _l_cc == {c}:")
-            e(f"    {clock}_{side}_rec = {_var(v, f'{src_t}[_l_j]')}")
+            e(f"    now_{gi} = {st}")
             e("    break")
         e("_l_j -= 1")
         e.dedent()
+
+
+def _walk_value(e, var, steps, lazy: _Lazy, lo, src_t, src_c):
+    """``var`` after the last photon since ``lo`` that set it. A step tested on VI gi's state
+    needs the state before its photon: that of the next older photon that moves the VI (every
+    setting channel does), or the state at ``lo``; one pass back settles both."""
+    by_c: dict = {}
+    for c, v, cond in steps:
+        by_c.setdefault(c, []).append((v, cond))
+    vis = {_cond_vi(cd) for *_, cd in steps} - {None}
+    t = f"{src_t}[_l_p]"
+    e("_l_j = _e_pos0 - 2")
+    if not vis:     # no state test: the last photon on a setting channel
+        e(f"while _l_j >= {lo}:")
+        e.indent()
+        e(f"_l_cc = {src_c}[_l_j]")
+        for i, (c, vs) in enumerate(by_c.items()):
+            e(f"{'if' if i == 0 else 'elif'} _l_cc == {c}:")
+            e(f"    {var} = {_var(vs[-1][0], f'{src_t}[_l_j]')}")
+            e("    break")
+        e("_l_j -= 1")
+        e.dedent()
+        return
+    gi = vis.pop()
+    moves = lazy.moves[gi]
+    before = f"now_{gi}" if gi in lazy.states else \
+        (f"_l_snap{gi}" if lo == "_l_lo" else f"_l_snapf{gi}")
+    e("_l_p = -1     # a setting photon whose state before is not known yet")
+    e("_l_pc = -1")
+    e("while True:")
+    e.indent()
+    e(f"_l_cc = np.int64({src_c}[_l_j]) if _l_j >= {lo} else np.int64(-1)")
+    e(f"if _l_p >= 0 and (_l_j < {lo} or {_chn_test('_l_cc', moves)}):")
+    e.indent()
+    e(f"_l_s = {before}")
+    for c, st in moves.items():
+        e(f"if _l_cc == {c}:")
+        e(f"    _l_s = {st}")
+    e("_l_ok = False")
+    for i, (c, vs) in enumerate(by_c.items()):
+        e(f"{'if' if i == 0 else 'elif'} _l_pc == {c}:")
+        e.indent()
+        # the photon's last step whose test holds gives the value
+        for k, (v, cond) in enumerate(reversed(vs)):
+            test = "True" if cond is None else cond.replace(f"now_{gi}", "_l_s")
+            e(f"{'if' if k == 0 else 'elif'} {test}:")
+            e(f"    {var} = {_var(v, t)}")
+            e("    _l_ok = True")
+        e.dedent()
+    e("if _l_ok:")
+    e("    break")
+    e("_l_p = -1")
+    e.dedent()
+    e(f"if _l_j < {lo}:")
+    e("    break")
+    e(f"if {_chn_test('_l_cc', by_c)}:")
+    e("    _l_p = _l_j")
+    e("    _l_pc = _l_cc")
+    e("_l_j -= 1")
+    e.dedent()
 
 
 def _tails(e, rings):
@@ -370,14 +494,20 @@ def _tails(e, rings):
         e(f"{tail} = ({head} - min(_l_c0_{k} + _l_n_{k}, {tab}.shape[0] - 1)) % {tab}.shape[0]")
 
 
-def _slow(gc, e, X, rings):
+def _slow(gc, e, X, rings, lazy: _Lazy, src_t, src_c):
     """A photon less than a histogram's range after the previous event: its clock stops and
     the records it could make run as in the general loop (before this photon's own starts,
-    which its records cannot see: _action refuses such expansions)."""
+    which its records cannot see: _action refuses such expansions). The lazy values are
+    brought up to here first; the walks then start again from this photon."""
     chans = [c for c, x in X.items() if x.gap]
     e(f"if _l_t - _l_hw < {max(X[c].gap for c in chans)}:")
     e.indent()
     _tails(e, rings)
+    if lazy.slow:
+        _materialize(e, lazy, True, src_t, src_c)
+        e("_l_lo = _e_pos0 - 1")
+        for gi in sorted(lazy.snaps):
+            e(f"_l_snap{gi} = now_{gi}")
     for i, c in enumerate(chans):
         e(f"{'if' if i == 0 else 'elif'} _l_c == {c}:")
         e.indent()
