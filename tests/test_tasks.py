@@ -85,3 +85,16 @@ def test_nearly_sorted_chunks_are_sorted_stably():
         assert np.array_equal(t, want_t) and np.array_equal(c, want_c)
     t = np.arange(100, 0, -1).astype(np.int64)
     assert not _sort_nearly_sorted(t, np.zeros(100, np.uint8), 50)
+
+
+def test_first_channel_in_the_virtual_range():
+    """Exact mode's check that a file delivers nothing on a virtual channel: the first index in
+    lo..hi, against a direct scan, for ranges partly or wholly outside 0..255 too."""
+    from etaflow.engine.task import _first_in_range
+    rng = np.random.default_rng(4)
+    for _ in range(3000):
+        c = rng.integers(0, 256, rng.integers(0, 80)).astype(np.uint8)
+        lo = int(rng.integers(-300, 300))
+        hi = int(rng.integers(lo - 2, lo + 400))
+        want = next((i for i, x in enumerate(c) if lo <= x <= hi), -1)
+        assert _first_in_range(c, lo, hi) == want, (c.tolist(), lo, hi)

@@ -41,9 +41,16 @@ class RunStopped(RunError):
 
 @kernel
 def _first_in_range(c, lo, hi):
-    hit = False
+    """Index of the first channel in lo..hi, or -1."""
+    lo, hi = max(lo, 0), min(hi, 255)
+    if lo > hi:
+        return -1
+    # one unsigned byte comparison per event (c - lo wraps below lo): half the time of two
+    # comparisons widened to int64
+    lo8, span = np.uint8(lo), np.uint8(hi - lo)
+    hit = np.uint8(0)
     for i in range(c.shape[0]):
-        hit |= (c[i] >= lo) & (c[i] <= hi)
+        hit |= np.uint8(np.uint8(c[i] - lo8) <= span)
     if not hit:
         return -1
     for i in range(c.shape[0]):
