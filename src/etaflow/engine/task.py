@@ -95,6 +95,9 @@ def _sort_nearly_sorted(t, c, max_moves):
     return True
 
 
+_NO_EVENTS = np.zeros(0, np.int64)     # the decoders' nsync/dtime outputs, not wanted here
+
+
 class SourceState:
     """One RFILE's input: the current Clip, how far it is decoded, and the chunk being consumed."""
 
@@ -113,6 +116,7 @@ class SourceState:
         self.exhausted = False                     # no more Clips
         self.out_t = self.out_c = None             # reused decode buffers
         self.user_clip = None                      # the Clip object the caller handed over
+        self.params = None                         # the decoder's (ip, fp) for this Clip
         self.lookahead = 0                         # reorder bound for this source (ps)
 
 
@@ -188,9 +192,7 @@ class Task:
         exact = self.mode == "exact"
         while s.clip is not None and s.next_rec < s.clip.records():
             info = s.clip.info
-            ip, fp = info.params(eta=not exact, channel_offset=s.channel_offset,
-                                 marker_offset=s.marker_offset,
-                                 time_shift=int(s.clip.GlobalTimeShift))
+            ip, fp = s.params
             # exact mode keeps the held-back events at the front of the decode buffer, so the
             # kernel appends behind them and nothing is copied chunk by chunk
             p = len(s.pending_t) if exact else 0
@@ -201,10 +203,10 @@ class Task:
             if p:
                 out_t[:p] = s.pending_t
                 out_c[:p] = s.pending_c
-            e = np.zeros(0, np.int64)
             s.chunk_first_rec = s.next_rec
             nxt, n = info.kernel(s.clip.array(), s.next_rec, s.clip.records(), s.state, ip, fp,
-                                 out_t[p:p + CHUNK_EVENTS], out_c[p:p + CHUNK_EVENTS], e, e)
+                                 out_t[p:p + CHUNK_EVENTS], out_c[p:p + CHUNK_EVENTS],
+                                 _NO_EVENTS, _NO_EVENTS)
             _check_bad(info, s.state, s.clip.filename)
             s.next_rec = nxt
             if nxt >= s.clip.records() and s.clip._end_state is None:
@@ -292,6 +294,9 @@ class Task:
         clip = snap
         s.clip = clip
         info = clip.info
+        s.params = info.params(eta=self.mode != "exact", channel_offset=s.channel_offset,
+                               marker_offset=s.marker_offset,
+                               time_shift=int(clip.GlobalTimeShift))
         # T3 times are out of order by up to the microtime span (dtime beyond the sync period)
         span = int(info.dtime_unit_ps * 32768 + info.time_unit_ps) if info.mode == "T3" else 0
         s.lookahead = max(self.lookahead_ps, span)
