@@ -313,10 +313,10 @@ def emit(gc, lp: LanePlan):
         e(f"_l_n_{k} += _l_m")
         e(f"if {head} == {tab}.shape[0]:")
         e(f"    {head} = 0")
-    # clock values and VI states the photon loop itself reads: a masked bitwise blend per step
-    # (numba turns a conditional expression into a branch on the random channel often enough
-    # to cost ~0.4 ns each); the others are found again, walking back, when the slow branch or
-    # the end of the lane needs them (_materialize)
+    # clock values and VI states the walks cannot leave (_lazy): a masked bitwise blend per
+    # step (numba turns a conditional expression into a branch on the random channel often
+    # enough to cost ~0.4 ns each); the others are found again, walking back, when the slow
+    # branch or the end of the lane needs them (_materialize)
     for (clock, side), steps in sorted(sets.items()):
         if (clock, side) in lazy.sets:
             continue
