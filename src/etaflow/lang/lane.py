@@ -52,13 +52,13 @@ class Record:
     mod: str | None
     start: str          # 't' or 'ls'
     stop: str
-    cond: str | None    # the state test it needs (a VI that tests its state), None: always
+    cond: tuple | None  # the state test it needs, (VI index, state) (_test), None: always
 
 
 @dataclasses.dataclass
 class Expansion:
     """What one file channel's event does, as the lane runs it. Every step carries a condition
-    on the state of a VI before the photon (``now_4 == 1``) or None."""
+    on the state of a VI before the photon, (VI index, state) for ``now_4 == 1``, or None."""
     chn: int
     last_off: int = 0                              # the delay of its last copy (the largest)
     rings: list = dataclasses.field(default_factory=list)    # (clock, value, cond)
@@ -160,7 +160,7 @@ def _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies, off):
             ends.add(s if dst is None else dst)
             vals = dict(values)
             if dst is not None:
-                cond = None if known is not None else f"now_{gi} == {s}"
+                cond = None if known is not None else (gi, s)
                 for sec in gc._sections_run(p, s, dst, ch):
                     for ins in sec.instructions:
                         _action(gc, p, ins, x, vals, unbounded, copies, cond, off)
@@ -178,7 +178,7 @@ def _run_event(gc, ch, by_chn, x, values, vstate, unbounded, copies, off):
 def _merge_branches(x, gi, n_states):
     """Steps that every state of VI gi takes alike (the same clock value, one after the other)
     need no state test: ``started`` entered from either state starts the clock the same."""
-    every = [f"now_{gi} == {s}" for s in range(n_states)]
+    every = [(gi, s) for s in range(n_states)]
     out, i = [], 0
     while i < len(x.sets):
         run = x.sets[i:i + n_states]
@@ -364,8 +364,13 @@ class _Lazy:
 
 
 def _cond_vi(cond):
-    """The VI a step's state test reads (``now_4 == 1`` -> 4), or None."""
-    return None if cond is None else int(cond.split()[0][len("now_"):])
+    """The VI a step's state test reads, or None."""
+    return None if cond is None else cond[0]
+
+
+def _test(cond, state=None):
+    """Code of a state test (gi, s): ``now_<gi> == s``, or ``state == s``."""
+    return f"{state or f'now_{cond[0]}'} == {cond[1]}"
 
 
 def _lazy(X, sets, states) -> _Lazy:
@@ -468,7 +473,7 @@ def _walk_value(e, var, steps, lazy: _Lazy, lo, src_t, src_c):
         e.indent()
         # the photon's last step whose test holds gives the value
         for k, (v, cond) in enumerate(reversed(vs)):
-            test = "True" if cond is None else cond.replace(f"now_{gi}", "_l_s")
+            test = "True" if cond is None else _test(cond, "_l_s")
             e(f"{'if' if k == 0 else 'elif'} {test}:")
             e(f"    {var} = {_var(v, t)}")
             e("    _l_ok = True")
@@ -514,7 +519,7 @@ def _slow(gc, e, X, rings, lazy: _Lazy, src_t, src_c):
         for p, ins, cond, off in X[c].slow:
             e(f"AbsTime_ps = {_var('t+' + str(off) if off else 't')}")
             if cond:
-                e(f"if {cond}:")
+                e(f"if {_test(cond)}:")
                 e.indent()
             gc._action(p, ins, triggered=True)
             if cond:
@@ -546,7 +551,7 @@ def _var(v, t=None):
 
 def _mask(pairs):
     """Whether the photon's channel (and the state before it) is one of (channel, cond)."""
-    return " | ".join(f"((_l_c == {c}) & ({cond}))" if cond else f"(_l_c == {c})"
+    return " | ".join(f"((_l_c == {c}) & ({_test(cond)}))" if cond else f"(_l_c == {c})"
                       for c, cond in pairs)
 
 
