@@ -203,12 +203,13 @@ def _scan_done(state, records, events, overflows, add):
     state[ST_RECORD] += records
 
 
-@kernel
-def _hh_t2_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
-    """decode_hh_t2 without output (the state scan that seeks and clips_list rely on): photon
-    records are only counted, from the records that are not (counts kept in registers)."""
+@inline_kernel
+def _hh_scan(recs, start, stop, state, ip, out_t, out_c, out_ns, out_dt, t3):
+    """A HydraHarp-family decoder without output (the state scan that seeks and clips_list
+    rely on): photons are only counted, from the records that are not (counts kept in
+    registers). T2 sync records (channel 0) count as events; T3 has none."""
     v1 = ip[IP_VARIANT] == 1
-    add, specials, syncs, overflows, others = _hh_counts(recs, start, stop, v1, False)
+    add, specials, syncs, overflows, others = _hh_counts(recs, start, stop, v1, t3)
     if others:
         # markers (or illegal records) update the state in order: the full loop
         add = specials = syncs = overflows = np.int64(0)
@@ -216,19 +217,24 @@ def _hh_t2_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
             rec = recs[i]
             if rec >= 0x80000000:
                 specials += 1
-                tt = np.int64(rec & 0x1FFFFFF)
                 chan = (rec >> 25) & 0x3F
                 if chan == 63:
-                    add += _hh_t2_wrap(tt, v1)
+                    add += _hh_t3_wrap(np.int64(rec & 0x3FF), v1) if t3 else \
+                        _hh_t2_wrap(np.int64(rec & 0x1FFFFFF), v1)
                     overflows += 1
-                elif chan == 0:
+                elif chan == 0 and not t3:
                     syncs += 1
-                elif chan <= 15:
-                    _markers(0, chan, 0, -1, ip, state, out_t, out_c, out_ns, out_dt)
+                elif 1 <= chan <= 15:     # counted only: a scan emits no event, time or nsync
+                    _markers(0, chan, 0, 0, ip, state, out_t, out_c, out_ns, out_dt)
                 else:
                     _bad(state, i - start, np.int64(rec))
     _scan_done(state, stop - start, (stop - start) - specials + syncs, overflows, add)
     return stop, 0
+
+
+@kernel
+def _hh_t2_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
+    return _hh_scan(recs, start, stop, state, ip, out_t, out_c, out_ns, out_dt, False)
 
 
 @kernel
@@ -382,30 +388,7 @@ def _hh_t3_times(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt,
 
 @kernel
 def _hh_t3_scan(recs, start, stop, state, ip, fp, out_t, out_c, out_ns, out_dt):
-    """decode_hh_t3 without output (the state scan of seeks and clips_list): photons are only
-    counted, from the records that are not (counts kept in registers)."""
-    v1 = ip[IP_VARIANT] == 1
-    add, specials, _, overflows, others = _hh_counts(recs, start, stop, v1, True)
-    if others:
-        # markers (or illegal records) update the state in order: the full loop
-        ofl = state[ST_OVERFLOW]
-        add = specials = overflows = np.int64(0)
-        for i in range(start, stop):
-            rec = recs[i]
-            if rec >= 0x80000000:
-                specials += 1
-                raw = np.int64(rec & 0x3FF)
-                chan = (rec >> 25) & 0x3F
-                if chan == 63:
-                    add += _hh_t3_wrap(raw, v1)
-                    overflows += 1
-                elif 1 <= chan <= 15:
-                    _markers(0, chan, 0, ofl + add + raw, ip, state, out_t, out_c, out_ns,
-                             out_dt)
-                else:
-                    _bad(state, i - start, np.int64(rec))
-    _scan_done(state, stop - start, (stop - start) - specials, overflows, add)
-    return stop, 0
+    return _hh_scan(recs, start, stop, state, ip, out_t, out_c, out_ns, out_dt, True)
 
 
 @kernel
