@@ -135,6 +135,27 @@ def test_image_and_2d_histograms(tmp_path):
     assert np.argwhere(r["h2"]).tolist() == [[20, 25]]
 
 
+@pytest.mark.parametrize("mode", ["eta", "exact"])
+def test_record_all_into_an_image_row_and_with_a_modifier(tmp_path, mode):
+    """record_all into the row an image prefix selects (a runtime call) and into a histogram
+    with a time modifier (written out): the same starts, worked out by hand. Starts 0 and 10,
+    a stop at 30, a start at 35, a stop at 40. ETA's ring of 3 keeps 2: the second stop sees
+    35 and 10; exact mode's sees 35, 10 and 0."""
+    rec = recipe(rfile_vi(), vi("img", "CLOCK(c1,3,1)\nINTEGER(px)\nHISTOGRAM(img,[(50,1)],[2])\n"
+                                "HISTOGRAM(m,[(50,1,'time+1')])\n"
+                                "a--1-->a:\n    c1.start()\n"
+                                "a--2-->a:\n    c1.stop()\n    img[px].record_all(c1)\n"
+                                "    m.record_all(c1)\n    px += 1",
+                                edges=[("a", "a", "1,2")]))
+    ev = [(0, 1), (10, 1), (30, 2), (35, 1), (40, 2)]
+    r = run(rec, events_file(tmp_path / "e.qt", ev), mode)
+    second = [5, 30] if mode == "eta" else [5, 30, 40]
+    assert np.argwhere(r["img"]).tolist() == [[0, 20], [0, 30]] + [[1, d] for d in second]
+    assert r["img"].sum() == 2 + len(second)
+    assert {int(b): int(r["m"][b]) for b in np.nonzero(r["m"])[0]} == \
+        {d + 1: [20, 30, *second].count(d) for d in [20, 30, *second]}
+
+
 # A10 / A15: abort, and resuming after it -------------------------------------------------------
 def test_abort_and_resume(tmp_path):
     rec = recipe(rfile_vi(), vi("ab", "INTEGER(x)\nINTEGER(seen)\n"

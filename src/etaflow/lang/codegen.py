@@ -1073,10 +1073,13 @@ class GroupCompiler:
                            p.name, ins)
         side = "start" if multi_start else "stop"
         tab, head, tail = f"{c}_{side}_tab", f"{c}_{side}_head", f"{c}_{side}_tail"
-        if not mod and not prefix:
-            # one call: the loops written out at every record_all made programs slow to compile
+        if not mod and (not prefix or prefix.count("_e_p") == len(sym.info["extra"])):
+            # one call (into the image row a full prefix selects): the loops written out at
+            # every record_all made programs slow to compile. A time modifier is recipe code,
+            # so that case keeps the loops below.
             ref = f"{c}_stop_rec" if multi_start else f"{c}_start_rec"
-            e(f"_rt.record_all({sym.name}, {tab}, {head}, {tail}, {ref}, {width}, "
+            target = f"{sym.name}[{prefix}]" if prefix else sym.name
+            e(f"_rt.record_all({target}, {tab}, {head}, {tail}, {ref}, {width}, "
               f"{multi_start}, _e_exact)")
             return
         h = f"{sym.name}[{prefix + ', ' if prefix else ''}_e_idx]"
