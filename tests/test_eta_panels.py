@@ -183,6 +183,29 @@ def test_eta_dash_panel_is_served_until_shutdown(recipe, panel, data, tmp_path, 
         raise AssertionError("the Dash server still answers after /shutdown")
 
 
+def test_dash_display_port_errors_are_clear(monkeypatch, tmp_path):
+    """A Dash display on a port in use, or with ETA_DASHPORT not a number, is a clear error
+    that says what to set (any WSGI application stands in for a Dash app here)."""
+    import socket
+    from etaflow.errors import EtaflowError
+
+    def wsgi(environ, start_response):
+        start_response("200 OK", [])
+        return [b""]
+    b = Backend(output_dir=str(tmp_path), serve_displays=True)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("ETA_IP", "127.0.0.1")
+        monkeypatch.setenv("ETA_DASHPORT", str(busy.getsockname()[1]))
+        with pytest.raises(EtaflowError, match="cannot serve the Dash app.*set ETA_DASHPORT"):
+            b.display(wsgi, type="dash")
+    monkeypatch.setenv("ETA_DASHPORT", "dash")
+    with pytest.raises(EtaflowError, match="ETA_DASHPORT must be a port number, not 'dash'"):
+        b.display(wsgi, type="dash")
+    assert b.serving() == []
+
+
 def test_etaflow_run_serve_waits_for_the_dash_shutdown(data, tmp_path):
     """``etaflow run --serve`` keeps a Dash display up until its /shutdown page is opened, then
     exits 0."""

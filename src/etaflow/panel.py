@@ -116,7 +116,6 @@ class Backend:
         self.kernel.output_dir = output_dir     # where panels may save files (None: their choice)
         self.serve_displays = serve_displays
         self.displays: list = []          # what display() produced: paths or URLs
-        self._servers: list = []         # the WSGI servers of Dash displays
         self._live: list = []            # (url, done) of served displays
         for name in ("running", "paused", "finished"):
             self.kernel.add_callback(name, lambda n=name: self._emit({"op": n}))
@@ -248,13 +247,16 @@ class Backend:
         daemon threads, with ETA's ``/shutdown`` route: it stops the server and sets ``done``,
         which ends a realtime panel's loop."""
         host = os.environ.get("ETA_IP", "127.0.0.1")
-        port = int(os.environ.get("ETA_DASHPORT", "5679"))
+        try:
+            port = int(os.environ.get("ETA_DASHPORT", "5679"))
+        except ValueError:
+            raise EtaflowError(f"ETA_DASHPORT must be a port number, not "
+                               f"{os.environ['ETA_DASHPORT']!r}") from None
         try:
             server = serve_wsgi(getattr(app, "server", app), host, port, done)
         except OSError as exc:
             raise EtaflowError(f"ETA.display: cannot serve the Dash app on {host}:{port} "
                                f"({exc}); set ETA_DASHPORT to a free port") from exc
-        self._servers.append(server)
         return f"http://{host}:{server.server_port}"
 
 
